@@ -1,0 +1,58 @@
+/**
+ * What the proxy reports as it works. The server, cache and upstream client call this
+ * interface; src/metrics/prometheus.ts implements it with prom-client, and `noopMetrics`
+ * lets the benchmark measure what metrics cost on the hit path.
+ */
+
+/** A small fixed set, never a raw path, so label cardinality is bounded whatever clients send. */
+export type RouteLabel =
+  | 'token'
+  | 'credentials_list'
+  | 'credentials'
+  | 'credentials_extended'
+  | 'iam_info'
+  | 'metadata'
+  | 'dynamic'
+  | 'user_data'
+  | 'container_credentials'
+  | 'health'
+  | 'metrics'
+  | 'other';
+
+export type CacheName = 'credentials' | 'metadata';
+export type CacheResult = 'hit' | 'miss' | 'stale' | 'coalesced';
+
+export type UpstreamOutcome =
+  | 'success'
+  | 'timeout'
+  | 'throttled'
+  | 'http_error'
+  | 'network_error'
+  | 'invalid_response';
+
+export type RefreshOutcome = 'success' | 'unchanged' | 'failure';
+export type TokenRejectionReason = 'missing' | 'invalid' | 'expired' | 'forwarded' | 'bad_ttl';
+export type UpstreamTokenOutcome = 'success' | 'failure' | 'v1_fallback';
+
+export interface MetricsRecorder {
+  request(route: RouteLabel, method: string, status: number, seconds: number): void;
+  cache(cache: CacheName, result: CacheResult): void;
+  upstreamRequest(route: RouteLabel, outcome: UpstreamOutcome, seconds: number): void;
+  credentialsRefreshed(role: string, outcome: RefreshOutcome): void;
+  /** Called whenever the credentials cached for a role change; epoch milliseconds. */
+  credentialsState(role: string, expiration: number, lastRefresh: number): void;
+  tokenIssued(): void;
+  tokenRejected(reason: TokenRejectionReason): void;
+  upstreamTokenRefreshed(outcome: UpstreamTokenOutcome): void;
+}
+
+export const noopMetrics: MetricsRecorder = {
+  request() {},
+  cache() {},
+  upstreamRequest() {},
+  credentialsRefreshed() {},
+  credentialsState() {},
+  tokenIssued() {},
+  tokenRejected() {},
+  upstreamTokenRefreshed() {},
+};
