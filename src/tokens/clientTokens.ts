@@ -1,0 +1,62 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Clock } from '../clock.js';
+
+/**
+ * Session tokens the proxy hands to its own clients, minted and checked locally so that a
+ * token request never costs an upstream request.
+ *
+ * A token is `base64url(version | expiry | nonce | HMAC-SHA256(key, version | expiry | nonce))`.
+ * Nothing is stored per token: a flood of token requests neither grows memory nor evicts
+ * the tokens of well-behaved clients ("no practical limit on the number of concurrent tokens").
+ * The key is random per process, so tokens do not survive a restart, exactly as IMDS tokens
+ * do not survive a stop/start; SDKs fetch a new one on 401.
+ */
+
+const VERSION = 1;
+const EXPIRY_BYTES = 8;
+const NONCE_BYTES = 12;
+const MAC_BYTES = 32;
+const PAYLOAD_BYTES = 1 + EXPIRY_BYTES + NONCE_BYTES;
+const TOKEN_BYTES = PAYLOAD_BYTES + MAC_BYTES;
+/** base64url without padding of TOKEN_BYTES bytes. */
+const TOKEN_CHARS = Math.ceil((TOKEN_BYTES * 4) / 3);
+
+export type TokenVerdict = 'valid' | 'invalid' | 'expired';
+
+export class ClientTokenAuthority {
+  private readonly key: Buffer;
+
+  constructor(
+    private readonly clock: Clock,
+    key: Buffer = randomBytes(32),
+  ) {
+    this.key = key;
+  }
+
+  /** Mints a token valid for `ttlSeconds` from now. */
+  mint(ttlSeconds: number): string {
+    const token = Buffer.allocUnsafe(TOKEN_BYTES);
+    token.writeUInt8(VERSION, 0);
+    token.writeBigUInt64BE(BigInt(this.clock.now() + ttlSeconds * 1000), 1);
+    randomBytes(NONCE_BYTES).copy(token, 1 + EXPIRY_BYTES);
+    this.mac(token.subarray(0, PAYLOAD_BYTES)).copy(token, PAYLOAD_BYTES);
+    return token.toString('base64url');
+  }
+
+  /** Checks a token's integrity in constant time, then its expiry. */
+  verify(token: string): TokenVerdict {
+    if (token.length !== TOKEN_CHARS) return 'invalid';
+    const raw = Buffer.from(token, 'base64url');
+    // Buffer.from silently skips characters outside the alphabet; re-encoding catches them.
+    if (raw.length !== TOKEN_BYTES || raw.toString('base64url') !== token) return 'invalid';
+    if (raw.readUInt8(0) !== VERSION) return 'invalid';
+    const expected = this.mac(raw.subarray(0, PAYLOAD_BYTES));
+    if (!timingSafeEqual(expected, raw.subarray(PAYLOAD_BYTES))) return 'invalid';
+    const expiresAt = Number(raw.readBigUInt64BE(1));
+    return this.clock.now() < expiresAt ? 'valid' : 'expired';
+  }
+
+  private mac(payload: Buffer): Buffer {
+    return createHmac('sha256', this.key).update(payload).digest();
+  }
+}

@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../../src/clock.js';
+import { ClientTokenAuthority } from '../../src/tokens/clientTokens.js';
+
+describe('ClientTokenAuthority', () => {
+  it('accepts its own token until the TTL runs out, then calls it expired', () => {
+    const clock = new ManualClock();
+    const tokens = new ClientTokenAuthority(clock);
+    const token = tokens.mint(21600);
+    expect(tokens.verify(token)).toBe('valid');
+    clock.advance(21600 * 1000 - 1);
+    expect(tokens.verify(token)).toBe('valid');
+    clock.advance(1);
+    expect(tokens.verify(token)).toBe('expired');
+  });
+
+  it('mints a different token every time', () => {
+    const tokens = new ClientTokenAuthority(new ManualClock());
+    const seen = new Set(Array.from({ length: 1000 }, () => tokens.mint(60)));
+    expect(seen.size).toBe(1000);
+  });
+
+  it('rejects a token minted by another process (another key)', () => {
+    const clock = new ManualClock();
+    const foreign = new ClientTokenAuthority(clock).mint(60);
+    expect(new ClientTokenAuthority(clock).verify(foreign)).toBe('invalid');
+  });
+
+  it('rejects any single-character change, including to the expiry', () => {
+    const tokens = new ClientTokenAuthority(new ManualClock());
+    const token = tokens.mint(1);
+    for (let i = 0; i < token.length; i++) {
+      const replacement = token[i] === 'A' ? 'B' : 'A';
+      const tampered = token.slice(0, i) + replacement + token.slice(i + 1);
+      expect(tokens.verify(tampered), `position ${i}`).toBe('invalid');
+    }
+  });
+
+  it('rejects malformed input without throwing', () => {
+    const tokens = new ClientTokenAuthority(new ManualClock());
+    const valid = tokens.mint(60);
+    for (const bad of ['', 'x', valid + 'A', valid.slice(1), valid.replace(/.$/, '!'), '\u0000'.repeat(valid.length), ' '.repeat(valid.length)]) {
+      expect(tokens.verify(bad)).toBe('invalid');
+    }
+  });
+
+  it('keeps tokens issued before a flood valid: nothing is stored per token', () => {
+    const clock = new ManualClock();
+    const tokens = new ClientTokenAuthority(clock);
+    const early = tokens.mint(21600);
+    for (let i = 0; i < 50_000; i++) tokens.mint(21600);
+    expect(tokens.verify(early)).toBe('valid');
+  });
+});
