@@ -1,0 +1,220 @@
+import nock from 'nock';
+import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
+import { ManualClock } from '../../src/clock.js';
+import { silentLogger } from '../../src/log.js';
+import { ImdsClient } from '../../src/upstream/imdsClient.js';
+import { UpstreamError } from '../../src/upstream/errors.js';
+import { fetchRoleCredentials, fetchRoleNames } from '../../src/upstream/instanceProfile.js';
+import { formatCredentialsDocument } from '../../src/imds/credentials.js';
+import { makeCredentials } from '../support/credentials.js';
+import { RecordingMetrics } from '../support/recordingMetrics.js';
+
+// nock intercepts every request: nothing here leaves the process.
+const UPSTREAM = 'http://127.0.0.1:1';
+const CREDS = '/latest/meta-data/iam/security-credentials';
+
+function client(clock = new ManualClock(), options: Partial<ConstructorParameters<typeof ImdsClient>[0]> = {}) {
+  const metrics = new RecordingMetrics();
+  const c = new ImdsClient({
+    baseUrl: UPSTREAM,
+    timeoutMs: 200,
+    maxAttempts: 2,
+    retryBaseMs: 1,
+    retryMaxMs: 2,
+    clock,
+    metrics,
+    logger: silentLogger,
+    ...options,
+  });
+  return { client: c, metrics, clock };
+}
+
+async function failure(promise: Promise<unknown>): Promise<UpstreamError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof UpstreamError) return error;
+    throw error;
+  }
+  throw new Error('expected an UpstreamError');
+}
+
+beforeAll(() => nock.disableNetConnect());
+afterAll(() => nock.enableNetConnect());
+afterEach(() => {
+  const pending = nock.pendingMocks();
+  nock.cleanAll();
+  expect(pending).toEqual([]);
+});
+
+describe('upstream session token', () => {
+  it('asks for a 21600 s token once and reuses it for every GET', async () => {
+    const { client: c, metrics } = client();
+    nock(UPSTREAM)
+      .put('/latest/api/token')
+      .matchHeader('x-aws-ec2-metadata-token-ttl-seconds', '21600')
+      .once()
+      .reply(200, 'tok-1', { 'x-aws-ec2-metadata-token-ttl-seconds': '21600' });
+    nock(UPSTREAM).get('/latest/meta-data/instance-id').matchHeader('x-aws-ec2-metadata-token', 'tok-1').times(3).reply(200, 'i-123');
+    for (let i = 0; i < 3; i++) expect((await c.get('/latest/meta-data/instance-id', 'metadata')).body).toBe('i-123');
+    expect(metrics.count('upstreamToken:success')).toBe(1);
+    expect(metrics.count('upstream:metadata:success')).toBe(3);
+  });
+
+  it('renews the token before it expires', async () => {
+    const { client: c, clock } = client();
+    nock(UPSTREAM).put('/latest/api/token').reply(200, 'tok-1', { 'x-aws-ec2-metadata-token-ttl-seconds': '21600' });
+    nock(UPSTREAM).get('/latest/meta-data/a').matchHeader('x-aws-ec2-metadata-token', 'tok-1').reply(200, 'x');
+    await c.get('/latest/meta-data/a', 'metadata');
+    clock.advance(21600 * 1000 * 0.95);
+    nock(UPSTREAM).put('/latest/api/token').reply(200, 'tok-2', { 'x-aws-ec2-metadata-token-ttl-seconds': '21600' });
+    nock(UPSTREAM).get('/latest/meta-data/a').matchHeader('x-aws-ec2-metadata-token', 'tok-2').reply(200, 'y');
+    expect((await c.get('/latest/meta-data/a', 'metadata')).body).toBe('y');
+  });
+
+  it('on a 401, fetches a new token and tries again', async () => {
+    const { client: c } = client();
+    nock(UPSTREAM).put('/latest/api/token').reply(200, 'old');
+    nock(UPSTREAM).get('/latest/meta-data/a').matchHeader('x-aws-ec2-metadata-token', 'old').reply(401, '');
+    nock(UPSTREAM).put('/latest/api/token').reply(200, 'new');
+    nock(UPSTREAM).get('/latest/meta-data/a').matchHeader('x-aws-ec2-metadata-token', 'new').reply(200, 'ok');
+    expect((await c.get('/latest/meta-data/a', 'metadata')).body).toBe('ok');
+  });
+
+  it('a 401 storm ends in a bounded number of requests, not a loop', async () => {
+    const { client: c } = client();
+    let puts = 0;
+    let gets = 0;
+    nock(UPSTREAM).put('/latest/api/token').times(10).reply(() => [200, `tok-${++puts}`]);
+    nock(UPSTREAM).get('/latest/meta-data/a').times(10).reply(() => [401, String(++gets)]);
+    const response = await c.get('/latest/meta-data/a', 'metadata');
+    expect(response.status).toBe(401);
+    // One fresh token and one more try per get(), then the 401 is the answer.
+    expect([puts, gets]).toEqual([2, 2]);
+    nock.cleanAll();
+  });
+
+  for (const status of [403, 404, 405]) {
+    it(`falls back to tokenless IMDSv1 GETs when the token PUT answers ${status}`, async () => {
+      const { client: c, metrics } = client();
+      nock(UPSTREAM).put('/latest/api/token').once().reply(status, '');
+      nock(UPSTREAM)
+        .get('/latest/meta-data/a')
+        .times(2)
+        .reply(function () {
+          return [this.req.headers['x-aws-ec2-metadata-token'] === undefined ? 200 : 400, 'v1'];
+        });
+      expect((await c.get('/latest/meta-data/a', 'metadata')).body).toBe('v1');
+      expect((await c.get('/latest/meta-data/a', 'metadata')).body).toBe('v1');
+      expect(c.session.mode).toBe('v1');
+      expect(metrics.count('upstreamToken:v1_fallback')).toBe(1);
+    });
+  }
+
+  for (const [what, reply] of [
+    ['500', (s: nock.Interceptor) => s.reply(500, 'boom')],
+    ['429', (s: nock.Interceptor) => s.reply(429, '')],
+    ['connection reset', (s: nock.Interceptor) => s.replyWithError({ code: 'ECONNRESET', message: 'socket hang up' })],
+  ] as const) {
+    it(`does not downgrade to IMDSv1 on a transient token failure (${what})`, async () => {
+      const { client: c } = client(new ManualClock(), { maxAttempts: 1 });
+      reply(nock(UPSTREAM).put('/latest/api/token'));
+      await failure(c.get('/latest/meta-data/a', 'metadata'));
+      expect(c.session.mode).toBe('none');
+    });
+  }
+});
+
+describe('failure classification and retries', () => {
+  const tokenOk = () => nock(UPSTREAM).put('/latest/api/token').reply(200, 'tok');
+
+  it('classifies a slow answer as a timeout, retries, then gives up', async () => {
+    const { client: c, metrics } = client();
+    tokenOk();
+    nock(UPSTREAM).get('/latest/meta-data/a').times(2).delay(1000).reply(200, 'late');
+    const error = await failure(c.get('/latest/meta-data/a', 'metadata'));
+    expect(error.kind).toBe('timeout');
+    expect(metrics.count('upstream:metadata:timeout')).toBe(2);
+  });
+
+  it('a slow body counts as a timeout too', async () => {
+    const { client: c } = client(new ManualClock(), { maxAttempts: 1 });
+    tokenOk();
+    nock(UPSTREAM).get('/latest/meta-data/a').delayBody(1000).reply(200, 'late body');
+    expect((await failure(c.get('/latest/meta-data/a', 'metadata'))).kind).toBe('timeout');
+  });
+
+  it('classifies 429 as throttled and recovers on the retry', async () => {
+    const { client: c, metrics } = client();
+    tokenOk();
+    nock(UPSTREAM).get('/latest/meta-data/a').reply(429, '');
+    nock(UPSTREAM).get('/latest/meta-data/a').reply(200, 'ok');
+    expect((await c.get('/latest/meta-data/a', 'metadata')).body).toBe('ok');
+    expect(metrics.count('upstream:metadata:throttled')).toBe(1);
+    expect(metrics.count('upstream:metadata:success')).toBe(1);
+  });
+
+  it('classifies 5xx as http_error and a refused connection as network_error', async () => {
+    const { client: c } = client(new ManualClock(), { maxAttempts: 1 });
+    tokenOk();
+    nock(UPSTREAM).get('/latest/meta-data/a').reply(503, '');
+    const http = await failure(c.get('/latest/meta-data/a', 'metadata'));
+    expect([http.kind, http.status]).toEqual(['http_error', 503]);
+    nock(UPSTREAM).get('/latest/meta-data/b').replyWithError({ code: 'ECONNREFUSED', message: 'refused' });
+    expect((await failure(c.get('/latest/meta-data/b', 'metadata'))).kind).toBe('network_error');
+  });
+
+  it('returns 404 as an answer, not a failure', async () => {
+    const { client: c } = client();
+    tokenOk();
+    nock(UPSTREAM).get('/latest/meta-data/nope').reply(404, 'Not Found');
+    expect((await c.get('/latest/meta-data/nope', 'metadata')).status).toBe(404);
+  });
+});
+
+describe('instance profile', () => {
+  const tokenOk = () => nock(UPSTREAM).put('/latest/api/token').reply(200, 'tok');
+
+  it('reads the role list and the credentials document', async () => {
+    const { client: c } = client();
+    const creds = makeCredentials(Date.now() + 3600_000);
+    tokenOk();
+    nock(UPSTREAM).get(`${CREDS}/`).reply(200, 'app-role');
+    nock(UPSTREAM).get(`${CREDS}/app-role`).reply(200, formatCredentialsDocument(creds));
+    expect(await fetchRoleNames(c)).toEqual(['app-role']);
+    const fetched = await fetchRoleCredentials(c, 'app-role');
+    expect(fetched.accessKeyId).toBe(creds.accessKeyId);
+    expect(fetched.secretAccessKey === creds.secretAccessKey).toBe(true);
+    expect(fetched.expiration).toBe(creds.expiration);
+  });
+
+  it('an instance without a profile has no roles', async () => {
+    const { client: c } = client();
+    tokenOk();
+    nock(UPSTREAM).get(`${CREDS}/`).reply(404, '');
+    expect(await fetchRoleNames(c)).toEqual([]);
+  });
+
+  it('refuses an error document and malformed JSON as invalid responses, without echoing the body', async () => {
+    const { client: c } = client();
+    tokenOk();
+    nock(UPSTREAM)
+      .get(`${CREDS}/app-role`)
+      .reply(200, '{"Code" : "AssumeRoleUnauthorizedAccess", "Message" : "EC2 cannot assume the role", "LastUpdated" : "2026-11-28T16:39:16Z"}');
+    const errorDoc = await failure(fetchRoleCredentials(c, 'app-role'));
+    expect(errorDoc.kind).toBe('invalid_response');
+    expect(errorDoc.message).toContain('AssumeRoleUnauthorizedAccess');
+
+    nock(UPSTREAM).get(`${CREDS}/app-role`).reply(200, '{"Code" : "Success", "SecretAccessKey" : "sekrit-value"');
+    const malformed = await failure(fetchRoleCredentials(c, 'app-role'));
+    expect(malformed.kind).toBe('invalid_response');
+    expect(malformed.message).not.toContain('sekrit-value');
+  });
+
+  it('refuses a role listing that is not role names', async () => {
+    const { client: c } = client();
+    tokenOk();
+    nock(UPSTREAM).get(`${CREDS}/`).reply(200, '<html>captive portal</html>');
+    expect((await failure(fetchRoleNames(c))).kind).toBe('invalid_response');
+  });
+});
