@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+import { firstLine } from './config.js';
+import { runServeCommand } from './serveCommand.js';
+import { UsageError } from './usageError.js';
+import { VERSION } from './version.js';
+
+const HELP = `Usage: imds-cache-proxy <command> [options]
+
+A local IMDSv2-compatible caching proxy for EC2 instance-role credentials.
+
+Commands:
+  serve                 serve IMDS to local SDKs from a credential cache
+  --help, --version
+
+Run "imds-cache-proxy <command> --help" for a command's options.
+`;
+
+type Command = (argv: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, Command> = {
+  serve: (argv) => runServeCommand(argv),
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(HELP);
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-v') {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  const command = COMMANDS[name];
+  if (command === undefined) throw new UsageError(`unknown command "${name}" (expected one of: ${Object.keys(COMMANDS).join(', ')})`);
+  return command(rest);
+}
+
+// Fail loudly, never silently: an unexpected error is a bug, and the process must not
+// limp on with a half-working cache.
+process.on('unhandledRejection', (reason) => {
+  process.stderr.write(`imds-cache-proxy: unhandled rejection: ${firstLine(reason)}\n`);
+  process.exit(1);
+});
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    if (error instanceof UsageError) {
+      process.stderr.write(`imds-cache-proxy: ${error.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
+    process.stderr.write(`imds-cache-proxy: ${firstLine(error)}\n`);
+    process.exitCode = 1;
+  },
+);

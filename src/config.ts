@@ -1,0 +1,207 @@
+import { isIP } from 'node:net';
+import { parseArgs } from 'node:util';
+import { LOG_LEVELS, type LogLevel } from './log.js';
+import { UsageError } from './usageError.js';
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export type ClientTokenMode = 'required' | 'optional';
+export type ExtendedCredentialsMode = 'synthesize' | 'passthrough' | 'off';
+
+export interface ProxyConfig {
+  listen: ListenAddress;
+  /** Origin of the real IMDS, no trailing slash. */
+  upstream: string;
+  maxAgeSeconds: number;
+  refreshBeforeSeconds: number;
+  /** Credentials are never served closer than this to their Expiration. */
+  expiryMarginSeconds: number;
+  upstreamTimeoutMs: number;
+  upstreamAttempts: number;
+  clientTokens: ClientTokenMode;
+  logLevel: LogLevel;
+  metricsListen?: ListenAddress;
+  /** Serve /metrics and record metrics at all (off only to measure what they cost). */
+  metrics: boolean;
+  cacheFile?: string;
+  allowCidrs: string[];
+  extendedCredentials: ExtendedCredentialsMode;
+  containerAuthTokenFile?: string;
+}
+
+export const DEFAULT_LISTEN = '127.0.0.1:8169';
+/** Only ever a default for real deployments; tests and demos always pass a loopback upstream. */
+export const DEFAULT_UPSTREAM = 'http://169.254.169.254';
+
+export function defaultProxyConfig(): ProxyConfig {
+  return {
+    listen: parseListen('--listen', DEFAULT_LISTEN),
+    upstream: DEFAULT_UPSTREAM,
+    maxAgeSeconds: 300,
+    refreshBeforeSeconds: 1800,
+    expiryMarginSeconds: 60,
+    upstreamTimeoutMs: 1000,
+    upstreamAttempts: 2,
+    clientTokens: 'required',
+    logLevel: 'info',
+    metrics: true,
+    allowCidrs: [],
+    extendedCredentials: 'synthesize',
+  };
+}
+
+/** Every `serve` option: its flag, its environment variable, and what it takes. */
+export const SERVE_OPTIONS = {
+  listen: { env: 'IMDS_PROXY_LISTEN', value: 'HOST:PORT', help: `address to serve IMDS on (default ${DEFAULT_LISTEN}; [::1]:PORT for IPv6)` },
+  upstream: { env: 'IMDS_PROXY_UPSTREAM', value: 'URL', help: `the real IMDS (default ${DEFAULT_UPSTREAM}; http://[fd00:ec2::254] for IPv6)` },
+  'max-age': { env: 'IMDS_PROXY_MAX_AGE', value: 'SECONDS', help: 'refetch credentials at least this often (default 300)' },
+  'refresh-before': { env: 'IMDS_PROXY_REFRESH_BEFORE', value: 'SECONDS', help: 'refetch when this little is left before expiry (default 1800)' },
+  'expiry-margin': { env: 'IMDS_PROXY_EXPIRY_MARGIN', value: 'SECONDS', help: 'stop serving credentials this long before they expire (default 60)' },
+  'upstream-timeout-ms': { env: 'IMDS_PROXY_UPSTREAM_TIMEOUT_MS', value: 'MS', help: 'per-attempt upstream timeout (default 1000)' },
+  'upstream-attempts': { env: 'IMDS_PROXY_UPSTREAM_ATTEMPTS', value: 'N', help: 'attempts per upstream request, with backoff (default 2)' },
+  'client-tokens': { env: 'IMDS_PROXY_CLIENT_TOKENS', value: 'required|optional', help: 'whether clients must use IMDSv2 tokens (default required)' },
+  'log-level': { env: 'IMDS_PROXY_LOG_LEVEL', value: 'LEVEL', help: `${LOG_LEVELS.join('|')} (default info)` },
+  'metrics-listen': { env: 'IMDS_PROXY_METRICS_LISTEN', value: 'HOST:PORT', help: 'also serve /metrics (only) on this address' },
+  metrics: { env: 'IMDS_PROXY_METRICS', value: 'on|off', help: 'record and serve Prometheus metrics (default on)' },
+  'cache-file': { env: 'IMDS_PROXY_CACHE_FILE', value: 'PATH', help: 'warm-start file for credentials across restarts (default off)' },
+  'allow-cidr': { env: 'IMDS_PROXY_ALLOW_CIDR', value: 'CIDR', help: 'accept clients only from these networks (repeatable; env: comma-separated)' },
+  'extended-credentials': { env: 'IMDS_PROXY_EXTENDED_CREDENTIALS', value: 'synthesize|passthrough|off', help: 'serve security-credentials-extended (default synthesize)' },
+  'container-auth-token-file': { env: 'IMDS_PROXY_CONTAINER_AUTH_TOKEN_FILE', value: 'PATH', help: 'serve container credentials guarded by the token in this file' },
+} as const;
+
+type ServeOptionName = keyof typeof SERVE_OPTIONS;
+
+/**
+ * `serve`'s configuration from its flags and the environment; a flag wins over its
+ * variable. Any bad value is a UsageError naming the flag (or variable) and the value.
+ */
+export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): ProxyConfig {
+  const options = Object.fromEntries(
+    Object.keys(SERVE_OPTIONS).map((name) => [name, { type: 'string', multiple: name === 'allow-cidr' }]),
+  ) as Record<ServeOptionName, { type: 'string'; multiple: boolean }>;
+  let values: Record<string, string | string[] | undefined>;
+  try {
+    ({ values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false }));
+  } catch (error) {
+    throw new UsageError(firstLine(error));
+  }
+
+  const config = defaultProxyConfig();
+  /** The raw value of an option and the name to blame if it is bad. */
+  const read = (name: ServeOptionName): [string, string] | undefined => {
+    const flag = values[name];
+    if (typeof flag === 'string') return [`--${name}`, flag];
+    const fromEnv = env[SERVE_OPTIONS[name].env];
+    if (fromEnv !== undefined && fromEnv !== '') return [SERVE_OPTIONS[name].env, fromEnv];
+    return undefined;
+  };
+  const with_ = <T>(name: ServeOptionName, parse: (source: string, raw: string) => T, apply: (v: T) => void) => {
+    const found = read(name);
+    if (found !== undefined) apply(parse(found[0], found[1]));
+  };
+
+  with_('listen', parseListen, (v) => (config.listen = v));
+  with_('upstream', parseUpstream, (v) => (config.upstream = v));
+  with_('max-age', seconds(1, 86_400), (v) => (config.maxAgeSeconds = v));
+  with_('refresh-before', seconds(0, 43_200), (v) => (config.refreshBeforeSeconds = v));
+  with_('expiry-margin', seconds(0, 3_600), (v) => (config.expiryMarginSeconds = v));
+  with_('upstream-timeout-ms', wholeNumber(50, 60_000), (v) => (config.upstreamTimeoutMs = v));
+  with_('upstream-attempts', wholeNumber(1, 10), (v) => (config.upstreamAttempts = v));
+  with_('client-tokens', oneOf(['required', 'optional'] as const), (v) => (config.clientTokens = v));
+  with_('log-level', oneOf(LOG_LEVELS), (v) => (config.logLevel = v));
+  with_('metrics-listen', parseListen, (v) => (config.metricsListen = v));
+  with_('metrics', oneOf(['on', 'off'] as const), (v) => (config.metrics = v === 'on'));
+  with_('cache-file', nonEmpty, (v) => (config.cacheFile = v));
+  with_('extended-credentials', oneOf(['synthesize', 'passthrough', 'off'] as const), (v) => (config.extendedCredentials = v));
+  with_('container-auth-token-file', nonEmpty, (v) => (config.containerAuthTokenFile = v));
+
+  const cidrFlags = values['allow-cidr'];
+  if (Array.isArray(cidrFlags) && cidrFlags.length > 0) {
+    config.allowCidrs = cidrFlags.map((v) => parseCidr('--allow-cidr', v));
+  } else if (env.IMDS_PROXY_ALLOW_CIDR) {
+    config.allowCidrs = env.IMDS_PROXY_ALLOW_CIDR.split(',')
+      .map((v) => v.trim())
+      .filter((v) => v !== '')
+      .map((v) => parseCidr('IMDS_PROXY_ALLOW_CIDR', v));
+  }
+
+  if (config.refreshBeforeSeconds <= config.expiryMarginSeconds && config.refreshBeforeSeconds !== 0) {
+    throw new UsageError(
+      `--refresh-before: ${config.refreshBeforeSeconds} must be larger than --expiry-margin (${config.expiryMarginSeconds}), or the proxy would stop serving credentials before trying to refresh them`,
+    );
+  }
+  return config;
+}
+
+export function parseListen(source: string, raw: string): ListenAddress {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(raw);
+  const host = match?.[1] ?? match?.[2];
+  const port = Number(match?.[3]);
+  if (match === null || host === undefined || !(port >= 0 && port <= 65535)) {
+    throw new UsageError(`${source}: expected HOST:PORT or [IPv6]:PORT, got "${raw}"`);
+  }
+  if (match[1] !== undefined && isIP(host) !== 6) throw new UsageError(`${source}: "${host}" is not an IPv6 address`);
+  return { host, port };
+}
+
+export function parseUpstream(source: string, raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new UsageError(`${source}: expected an http:// URL, got "${raw}"`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new UsageError(`${source}: expected an http:// URL, got "${raw}"`);
+  }
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '' || url.username !== '') {
+    throw new UsageError(`${source}: give only scheme, host and port (e.g. http://169.254.169.254), got "${raw}"`);
+  }
+  return url.origin;
+}
+
+export function parseCidr(source: string, raw: string): string {
+  const [address, bits, ...rest] = raw.split('/');
+  const family = isIP(address ?? '');
+  const prefix = bits === undefined ? (family === 6 ? 128 : 32) : /^\d{1,3}$/.test(bits) ? Number(bits) : Number.NaN;
+  if (family === 0 || rest.length > 0 || !(prefix >= 0 && prefix <= (family === 6 ? 128 : 32))) {
+    throw new UsageError(`${source}: expected an address or CIDR like 10.0.0.0/8 or fd00::/8, got "${raw}"`);
+  }
+  return `${address}/${prefix}`;
+}
+
+function seconds(min: number, max: number) {
+  return wholeNumber(min, max, 'whole seconds');
+}
+
+function wholeNumber(min: number, max: number, what = 'a whole number') {
+  return (source: string, raw: string) => {
+    if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
+      throw new UsageError(`${source}: expected ${what} from ${min} to ${max}, got "${raw}"`);
+    }
+    return Number(raw);
+  };
+}
+
+function oneOf<const T extends readonly string[]>(allowed: T) {
+  return (source: string, raw: string): T[number] => {
+    if (!allowed.includes(raw)) throw new UsageError(`${source}: expected one of ${allowed.join('|')}, got "${raw}"`);
+    return raw as T[number];
+  };
+}
+
+function nonEmpty(source: string, raw: string): string {
+  if (raw.trim() === '') throw new UsageError(`${source}: must not be empty`);
+  return raw;
+}
+
+export function firstLine(error: unknown): string {
+  return String((error as Error)?.message ?? error).split('\n')[0] ?? 'invalid arguments';
+}
+
+export function formatListen(address: ListenAddress): string {
+  return isIP(address.host) === 6 ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+}

@@ -1,0 +1,19 @@
+import type { Clock } from '../clock.js';
+import type { Logger } from '../log.js';
+import type { MetricsRecorder } from '../metrics/recorder.js';
+import type { CredentialCache } from '../cache/credentialCache.js';
+import type { MetadataCache } from '../cache/metadataCache.js';
+import type { ClientTokenAuthority } from '../tokens/clientTokens.js';
+
+/** Everything the routes need, built once by startProxy (or by a test). */
+export interface ProxyServices {
+  clock: Clock;
+  logger: Logger;
+  metrics: MetricsRecorder;
+  tokens: ClientTokenAuthority;
+  credentials: CredentialCache;
+  metadata: MetadataCache;
+  clientTokens: 'required' | 'optional';
+  /** Prometheus text exposition; undefined when metrics are off. */
+  exposition?: () => Promise<{ contentType: string; body: string }>;
+}

@@ -1,0 +1,148 @@
+import type { Server } from 'node:http';
+import { Hono } from 'hono';
+import { systemClock, type Clock } from '../clock.js';
+import { formatListen, type ProxyConfig } from '../config.js';
+import { createLogger, type Logger } from '../log.js';
+import { noopMetrics, type MetricsRecorder } from '../metrics/recorder.js';
+import { CredentialCache } from '../cache/credentialCache.js';
+import { startBackgroundRefresher } from '../cache/backgroundRefresher.js';
+import { MetadataCache } from '../cache/metadataCache.js';
+import { DEFAULT_METADATA_TTLS } from '../cache/metadataPolicy.js';
+import { DEFAULT_REFRESH_SETTINGS, type RefreshSettings } from '../cache/refreshPolicy.js';
+import { ImdsClient } from '../upstream/imdsClient.js';
+import { fetchRoleCredentials, fetchRoleNames } from '../upstream/instanceProfile.js';
+import { ClientTokenAuthority } from '../tokens/clientTokens.js';
+import { createProxyApp } from './app.js';
+import type { ProxyServices } from './context.js';
+import { boundPort, closeGracefully, listen } from './httpServer.js';
+import { createSourceFilter, isLoopbackHost } from './sourceFilter.js';
+
+export interface ProxyDependencies {
+  clock?: Clock;
+  logger?: Logger;
+  /** A recorder with an exposition is served at /metrics. */
+  metrics?: MetricsRecorder & { exposition?: () => Promise<{ contentType: string; body: string }> };
+  random?: () => number;
+}
+
+export interface RunningProxy {
+  /** e.g. http://127.0.0.1:8169, the value for AWS_EC2_METADATA_SERVICE_ENDPOINT. */
+  readonly url: string;
+  readonly metricsUrl: string | undefined;
+  readonly services: ProxyServices;
+  isReady(): boolean;
+  /** Stops accepting, finishes requests in flight, stops refreshing. Resolves within 5 s. */
+  close(): Promise<void>;
+}
+
+const SHUTDOWN_GRACE_MS = 4_000;
+
+export function refreshSettingsOf(config: ProxyConfig): RefreshSettings {
+  return {
+    ...DEFAULT_REFRESH_SETTINGS,
+    maxAgeMs: config.maxAgeSeconds * 1000,
+    refreshBeforeMs: config.refreshBeforeSeconds * 1000,
+    safetyMarginMs: config.expiryMarginSeconds * 1000,
+  };
+}
+
+export async function startProxy(config: ProxyConfig, deps: ProxyDependencies = {}): Promise<RunningProxy> {
+  const clock = deps.clock ?? systemClock;
+  const logger = deps.logger ?? createLogger(config.logLevel);
+  const metrics = deps.metrics ?? noopMetrics;
+  const exposition = config.metrics ? deps.metrics?.exposition?.bind(deps.metrics) : undefined;
+
+  const upstream = new ImdsClient({
+    baseUrl: config.upstream,
+    timeoutMs: config.upstreamTimeoutMs,
+    maxAttempts: config.upstreamAttempts,
+    retryBaseMs: 200,
+    retryMaxMs: 2_000,
+    clock,
+    metrics,
+    logger,
+    ...(deps.random ? { random: deps.random } : {}),
+  });
+  const credentials = new CredentialCache({
+    source: {
+      listRoles: () => fetchRoleNames(upstream),
+      fetchCredentials: (role) => fetchRoleCredentials(upstream, role),
+    },
+    clock,
+    settings: refreshSettingsOf(config),
+    metrics,
+    logger,
+    ...(deps.random ? { random: deps.random } : {}),
+  });
+  const metadata = new MetadataCache({
+    fetch: (path, route) => upstream.get(path, route),
+    clock,
+    metrics,
+    ttls: DEFAULT_METADATA_TTLS,
+    maxEntries: 1_000,
+    maxBytes: 8 * 1024 * 1024,
+  });
+  const services: ProxyServices = {
+    clock,
+    logger,
+    metrics,
+    tokens: new ClientTokenAuthority(clock),
+    credentials,
+    metadata,
+    clientTokens: config.clientTokens,
+    ...(exposition ? { exposition } : {}),
+  };
+
+  if (!isLoopbackHost(config.listen.host) && config.allowCidrs.length === 0) {
+    const warning = `listening on ${formatListen(config.listen)}, which is not loopback, with no --allow-cidr: any host that can reach it can take this instance's credentials`;
+    logger.warn({ event: 'insecure_listen', listen: formatListen(config.listen) }, warning);
+    process.stderr.write(`WARNING: ${warning}\n`);
+  }
+
+  const servers: Server[] = [];
+  const allowSource = createSourceFilter(config.allowCidrs);
+  const server = await listen(createProxyApp(services), config.listen, allowSource ? { allowSource } : {});
+  servers.push(server);
+  const url = `http://${formatListen({ host: config.listen.host, port: boundPort(server) })}`;
+
+  let metricsUrl: string | undefined;
+  if (config.metricsListen !== undefined && exposition !== undefined) {
+    const metricsApp = new Hono();
+    metricsApp.get('/metrics', async () => {
+      const { contentType, body } = await exposition();
+      return new Response(body, { headers: { 'content-type': contentType } });
+    });
+    metricsApp.get('/healthz', () => new Response('ok\n'));
+    const metricsServer = await listen(metricsApp, config.metricsListen);
+    servers.push(metricsServer);
+    metricsUrl = `http://${formatListen({ host: config.metricsListen.host, port: boundPort(metricsServer) })}/metrics`;
+  }
+
+  logger.info(
+    { event: 'started', listen: url, metrics: metricsUrl, upstream: config.upstream, clientTokens: config.clientTokens },
+    'imds-cache-proxy started',
+  );
+  let announcedReady = false;
+  const refresher = startBackgroundRefresher(credentials, clock, () => {
+    if (!announcedReady && credentials.isReady()) {
+      announcedReady = true;
+      logger.info({ event: 'ready' }, 'credentials cached; serving');
+    }
+  });
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    metricsUrl,
+    services,
+    isReady: () => credentials.isReady(),
+    close() {
+      closing ??= (async () => {
+        refresher.stop();
+        await Promise.all(servers.map((s) => closeGracefully(s, SHUTDOWN_GRACE_MS)));
+        logger.info({ event: 'stopped' }, 'imds-cache-proxy stopped');
+      })();
+      return closing;
+    },
+  };
+}

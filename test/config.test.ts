@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { parseServeConfig } from '../src/config.js';
+import { UsageError } from '../src/usageError.js';
+
+function usageError(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof UsageError) return error.message;
+    throw error;
+  }
+  throw new Error('expected a UsageError');
+}
+
+describe('serve configuration', () => {
+  it('has safe defaults: loopback listen, tokens required', () => {
+    const c = parseServeConfig([], {});
+    expect(c.listen).toEqual({ host: '127.0.0.1', port: 8169 });
+    expect(c.clientTokens).toBe('required');
+    expect([c.maxAgeSeconds, c.refreshBeforeSeconds, c.upstreamTimeoutMs]).toEqual([300, 1800, 1000]);
+  });
+
+  it('reads environment variables, and a flag wins over its variable', () => {
+    const env = { IMDS_PROXY_LISTEN: '127.0.0.1:9000', IMDS_PROXY_MAX_AGE: '120', IMDS_PROXY_ALLOW_CIDR: '10.0.0.0/8, fd00::/8' };
+    const fromEnv = parseServeConfig([], env);
+    expect(fromEnv.listen.port).toBe(9000);
+    expect(fromEnv.maxAgeSeconds).toBe(120);
+    expect(fromEnv.allowCidrs).toEqual(['10.0.0.0/8', 'fd00::/8']);
+    expect(parseServeConfig(['--listen', '[::1]:9001'], env).listen).toEqual({ host: '::1', port: 9001 });
+  });
+
+  it('names the bad flag or variable and the value, in one line', () => {
+    const cases: [string[], Record<string, string>, RegExp][] = [
+      [['--max-age', 'abc'], {}, /^--max-age: .*"abc"$/],
+      [['--listen', 'localhost'], {}, /^--listen: .*"localhost"$/],
+      [['--upstream', 'ftp://x'], {}, /^--upstream: .*"ftp:\/\/x"$/],
+      [['--client-tokens', 'maybe'], {}, /^--client-tokens: expected one of required\|optional, got "maybe"$/],
+      [['--allow-cidr', '10.0.0.0/33'], {}, /^--allow-cidr: .*"10\.0\.0\.0\/33"$/],
+      [[], { IMDS_PROXY_UPSTREAM_TIMEOUT_MS: '1.5' }, /^IMDS_PROXY_UPSTREAM_TIMEOUT_MS: .*"1\.5"$/],
+      [['--nope'], {}, /--nope/],
+      [['--refresh-before', '30'], {}, /^--refresh-before: 30 must be larger than --expiry-margin/],
+    ];
+    for (const [argv, env, pattern] of cases) {
+      const message = usageError(() => parseServeConfig(argv, env));
+      expect(message).toMatch(pattern);
+      expect(message).not.toContain('\n');
+    }
+  });
+
+  it('keeps only the origin of the upstream URL', () => {
+    expect(parseServeConfig(['--upstream', 'http://127.0.0.1:8170/'], {}).upstream).toBe('http://127.0.0.1:8170');
+    expect(parseServeConfig(['--upstream', 'http://[fd00:ec2::254]'], {}).upstream).toBe('http://[fd00:ec2::254]');
+  });
+});

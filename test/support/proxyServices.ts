@@ -1,0 +1,63 @@
+import { ManualClock } from '../../src/clock.js';
+import { CredentialCache } from '../../src/cache/credentialCache.js';
+import { MetadataCache } from '../../src/cache/metadataCache.js';
+import { DEFAULT_METADATA_TTLS } from '../../src/cache/metadataPolicy.js';
+import { DEFAULT_REFRESH_SETTINGS } from '../../src/cache/refreshPolicy.js';
+import { silentLogger } from '../../src/log.js';
+import { createProxyApp } from '../../src/server/app.js';
+import type { ProxyServices } from '../../src/server/context.js';
+import { ClientTokenAuthority } from '../../src/tokens/clientTokens.js';
+import type { UpstreamResponse } from '../../src/upstream/httpRequest.js';
+import { makeCredentials } from './credentials.js';
+import { FakeSource } from './fakeSource.js';
+import { RecordingMetrics } from './recordingMetrics.js';
+
+/** The proxy's hono app over fakes: no sockets, an injected clock, every call countable. */
+export function proxyAppWithFakes(options: { clientTokens?: 'required' | 'optional' } = {}) {
+  const clock = new ManualClock();
+  const metrics = new RecordingMetrics();
+  const source = new FakeSource(makeCredentials(clock.now() + 6 * 3600_000));
+  const forwarded: string[] = [];
+  let metadataAnswer: (path: string) => UpstreamResponse = (path) => ({
+    status: 200,
+    body: `value of ${path}`,
+    contentType: 'text/plain',
+    tokenTtl: undefined,
+  });
+  const services: ProxyServices = {
+    clock,
+    logger: silentLogger,
+    metrics,
+    tokens: new ClientTokenAuthority(clock),
+    credentials: new CredentialCache({ source, clock, settings: DEFAULT_REFRESH_SETTINGS, metrics, logger: silentLogger }),
+    metadata: new MetadataCache({
+      fetch: async (path) => {
+        forwarded.push(path);
+        return metadataAnswer(path);
+      },
+      clock,
+      metrics,
+      ttls: DEFAULT_METADATA_TTLS,
+      maxEntries: 100,
+      maxBytes: 1 << 20,
+    }),
+    clientTokens: options.clientTokens ?? 'required',
+  };
+  const app = createProxyApp(services);
+  const token = services.tokens.mint(21600);
+  return {
+    app,
+    clock,
+    metrics,
+    source,
+    services,
+    forwarded,
+    token,
+    setMetadataAnswer(fn: (path: string) => UpstreamResponse) {
+      metadataAnswer = fn;
+    },
+    get(path: string, headers: Record<string, string> = { 'x-aws-ec2-metadata-token': token }) {
+      return app.request(path, { headers });
+    },
+  };
+}
