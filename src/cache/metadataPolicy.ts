@@ -36,9 +36,13 @@ const CHANGING_PATHS = [
 
 const NEVER_CACHED = [/^\/latest\/user-data\/?$/];
 
+/** Passed-through extended credentials: a 404 may be kept briefly, credentials never. */
+const CREDENTIALS_PATHS = [/^\/latest\/meta-data\/iam\/security-credentials-extended\/[^/]+\/?$/];
+
 /** Milliseconds an answer with `status` for `path` may be served again; 0 means never. */
 export function metadataTtlMs(path: string, status: number, ttls: MetadataCacheTtls): number {
   if (NEVER_CACHED.some((re) => re.test(path))) return 0;
+  if (status !== 404 && CREDENTIALS_PATHS.some((re) => re.test(path))) return 0;
   const changing = CHANGING_PATHS.some((re) => re.test(path));
   if (status === 404) return changing ? Math.min(ttls.changingMs, ttls.notFoundMs) : ttls.notFoundMs;
   if (status !== 200) return 0;

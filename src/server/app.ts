@@ -3,7 +3,9 @@ import type { ProxyServices } from './context.js';
 import { clientTokenGuard } from './clientTokenGuard.js';
 import { imdsError } from './responses.js';
 import { routeLabelOf } from './routeLabel.js';
+import { registerContainerCredentialRoutes } from './routes/containerCredentials.js';
 import { registerCredentialRoutes } from './routes/credentials.js';
+import { registerExtendedCredentialRoutes } from './routes/extendedCredentials.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerMetadataRoutes } from './routes/metadata.js';
 import { registerTokenRoutes } from './routes/token.js';
@@ -23,6 +25,8 @@ export function createProxyApp(services: ProxyServices): Hono {
   registerHealthRoutes(app, services);
   registerTokenRoutes(app, services);
   registerCredentialRoutes(app, services);
+  registerExtendedCredentialRoutes(app, services);
+  registerContainerCredentialRoutes(app, services);
   registerMetadataRoutes(app, services);
 
   app.notFound(() => imdsError(404));

@@ -4,6 +4,7 @@ import type { MetricsRecorder } from '../metrics/recorder.js';
 import type { CredentialCache } from '../cache/credentialCache.js';
 import type { MetadataCache } from '../cache/metadataCache.js';
 import type { ClientTokenAuthority } from '../tokens/clientTokens.js';
+import type { ExtendedCredentialsMode } from '../config.js';
 
 /** Everything the routes need, built once by startProxy (or by a test). */
 export interface ProxyServices {
@@ -14,6 +15,9 @@ export interface ProxyServices {
   credentials: CredentialCache;
   metadata: MetadataCache;
   clientTokens: 'required' | 'optional';
+  extendedCredentials: ExtendedCredentialsMode;
+  /** The Authorization value container clients must send; undefined turns the route off. */
+  containerAuthToken?: string;
   /** Prometheus text exposition; undefined when metrics are off. */
   exposition?: () => Promise<{ contentType: string; body: string }>;
 }

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { Hono } from 'hono';
 import { systemClock, type Clock } from '../clock.js';
@@ -16,6 +17,7 @@ import { createProxyApp } from './app.js';
 import type { ProxyServices } from './context.js';
 import { boundPort, closeGracefully, listen } from './httpServer.js';
 import { createSourceFilter, isLoopbackHost } from './sourceFilter.js';
+import { UsageError } from '../usageError.js';
 
 export interface ProxyDependencies {
   clock?: Clock;
@@ -90,6 +92,10 @@ export async function startProxy(config: ProxyConfig, deps: ProxyDependencies = 
     credentials,
     metadata,
     clientTokens: config.clientTokens,
+    extendedCredentials: config.extendedCredentials,
+    ...(config.containerAuthTokenFile !== undefined
+      ? { containerAuthToken: await readContainerAuthToken(config.containerAuthTokenFile) }
+      : {}),
     ...(exposition ? { exposition } : {}),
   };
 
@@ -145,4 +151,15 @@ export async function startProxy(config: ProxyConfig, deps: ProxyDependencies = 
       return closing;
     },
   };
+}
+
+async function readContainerAuthToken(path: string): Promise<string> {
+  let token: string;
+  try {
+    token = (await readFile(path, 'utf8')).trim();
+  } catch (error) {
+    throw new UsageError(`--container-auth-token-file: cannot read "${path}" (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  if (token.length < 16) throw new UsageError(`--container-auth-token-file: "${path}" holds no token of at least 16 characters`);
+  return token;
 }

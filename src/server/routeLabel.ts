@@ -25,5 +25,6 @@ export function routeLabelOf(path: string): RouteLabel {
   }
   if (path === '/healthz' || path === '/readyz') return 'health';
   if (path === '/metrics') return 'metrics';
+  if (path === '/container-credentials') return 'container_credentials';
   return 'other';
 }

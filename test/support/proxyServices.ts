@@ -13,7 +13,9 @@ import { FakeSource } from './fakeSource.js';
 import { RecordingMetrics } from './recordingMetrics.js';
 
 /** The proxy's hono app over fakes: no sockets, an injected clock, every call countable. */
-export function proxyAppWithFakes(options: { clientTokens?: 'required' | 'optional' } = {}) {
+export function proxyAppWithFakes(
+  options: { clientTokens?: 'required' | 'optional'; extendedCredentials?: ProxyServices['extendedCredentials']; containerAuthToken?: string } = {},
+) {
   const clock = new ManualClock();
   const metrics = new RecordingMetrics();
   const source = new FakeSource(makeCredentials(clock.now() + 6 * 3600_000));
@@ -42,6 +44,8 @@ export function proxyAppWithFakes(options: { clientTokens?: 'required' | 'option
       maxBytes: 1 << 20,
     }),
     clientTokens: options.clientTokens ?? 'required',
+    extendedCredentials: options.extendedCredentials ?? 'synthesize',
+    ...(options.containerAuthToken !== undefined ? { containerAuthToken: options.containerAuthToken } : {}),
   };
   const app = createProxyApp(services);
   const token = services.tokens.mint(21600);

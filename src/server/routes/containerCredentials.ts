@@ -1,0 +1,46 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Hono } from 'hono';
+import { formatImdsTime } from '../../imds/protocol.js';
+import type { ProxyServices } from '../context.js';
+
+export const CONTAINER_CREDENTIALS_PATH = '/container-credentials';
+
+const json = (status: number, body: unknown, extra?: Record<string, string>) =>
+  new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...extra } });
+
+const digest = (value: string) => createHash('sha256').update(value).digest();
+
+/**
+ * Credentials in the container-credentials format (`AWS_CONTAINER_CREDENTIALS_FULL_URI`),
+ * for containers and SDKs where redirecting IMDS is awkward. Guarded by the Authorization
+ * token from `--container-auth-token-file`, compared in constant time.
+ */
+export function registerContainerCredentialRoutes(app: Hono, { credentials, containerAuthToken }: ProxyServices): void {
+  if (containerAuthToken === undefined) return;
+  const expected = digest(containerAuthToken);
+  app.get(CONTAINER_CREDENTIALS_PATH, async (c) => {
+    const given = c.req.header('authorization');
+    if (given === undefined || !timingSafeEqual(digest(given), expected)) {
+      return json(401, { code: 'Unauthorized', message: 'missing or wrong Authorization token' });
+    }
+    const roles = await credentials.roleList();
+    if (roles.kind === 'unavailable') {
+      return json(503, { code: 'ServiceUnavailable', message: 'no valid credentials cached and upstream IMDS is failing' }, { 'retry-after': String(roles.retryAfterSeconds) });
+    }
+    const role = roles.roles[0];
+    if (role === undefined) return json(404, { code: 'NotFound', message: 'the instance has no instance profile' });
+    const lookup = await credentials.credentials(role);
+    if (lookup.kind === 'not_found') return json(404, { code: 'NotFound', message: 'the instance has no instance profile' });
+    if (lookup.kind === 'unavailable') {
+      return json(503, { code: 'ServiceUnavailable', message: 'no valid credentials cached and upstream IMDS is failing' }, { 'retry-after': String(lookup.retryAfterSeconds) });
+    }
+    const { accessKeyId, secretAccessKey, token, expiration, accountId } = lookup.entry.credentials;
+    return json(200, {
+      AccessKeyId: accessKeyId,
+      SecretAccessKey: secretAccessKey,
+      Token: token,
+      Expiration: formatImdsTime(expiration),
+      ...(accountId !== undefined ? { AccountId: accountId } : {}),
+    });
+  });
+}
