@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { firstLine } from './config.js';
+import { runCredentialProcessCommand } from './credentialProcess.js';
 import { runServeCommand } from './serveCommand.js';
 import { UsageError } from './usageError.js';
 import { VERSION } from './version.js';
@@ -10,6 +11,7 @@ A local IMDSv2-compatible caching proxy for EC2 instance-role credentials.
 
 Commands:
   serve                 serve IMDS to local SDKs from a credential cache
+  credential-process    print credentials from a running proxy for ~/.aws/config
   --help, --version
 
 Run "imds-cache-proxy <command> --help" for a command's options.
@@ -19,6 +21,7 @@ type Command = (argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, Command> = {
   serve: (argv) => runServeCommand(argv),
+  'credential-process': runCredentialProcessCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
