@@ -52,3 +52,17 @@ describe('ClientTokenAuthority', () => {
     expect(tokens.verify(early)).toBe('valid');
   });
 });
+
+describe('ClientTokenAuthority verification memo', () => {
+  it('still expires a remembered token on time, and stays bounded under a flood of distinct tokens', () => {
+    const clock = new ManualClock();
+    const tokens = new ClientTokenAuthority(clock);
+    const first = tokens.mint(10);
+    expect(tokens.verify(first)).toBe('valid');
+    for (let i = 0; i < 10_000; i++) expect(tokens.verify(tokens.mint(10))).toBe('valid');
+    expect(tokens.verify(first)).toBe('valid');
+    clock.advance(10_000);
+    expect(tokens.verify(first)).toBe('expired');
+    expect((tokens as unknown as { verified: Map<string, number> }).verified.size).toBeLessThanOrEqual(4096);
+  });
+});
