@@ -15,6 +15,8 @@ import { imdsError, imdsText } from '../responses.js';
  * The TTL is echoed in the response header because the Go SDK v2 reads it and, without it,
  * silently drops to tokenless requests on every call.
  */
+const MAX_TOKEN_BODY_BYTES = 1024;
+
 export function registerTokenRoutes(app: Hono, { tokens, metrics }: ProxyServices): void {
   app.put(TOKEN_PATH, (c) => {
     // IMDSv2's guard against SSRF through reverse proxies: whatever the header's value.
@@ -22,6 +24,8 @@ export function registerTokenRoutes(app: Hono, { tokens, metrics }: ProxyService
       metrics.tokenRejected('forwarded');
       return imdsError(403);
     }
+    // The token PUT has no body; a large one is somebody's mistake or an attack.
+    if (Number(c.req.header('content-length') ?? 0) > MAX_TOKEN_BODY_BYTES) return imdsError(413);
     const ttl = parseTokenTtl(c.req.header(TOKEN_TTL_HEADER));
     if (ttl === undefined) {
       metrics.tokenRejected('bad_ttl');
