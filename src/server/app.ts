@@ -15,10 +15,15 @@ export function createProxyApp(services: ProxyServices): Hono {
   const { metrics, logger } = services;
   const app = new Hono();
 
+  const logRequests = logger.isLevelEnabled('debug');
   app.use('*', async (c, next) => {
     const started = performance.now();
     await next();
-    metrics.request(routeLabelOf(c.req.path), c.req.method, c.res.status, (performance.now() - started) / 1000);
+    const route = routeLabelOf(c.req.path);
+    const ms = performance.now() - started;
+    metrics.request(route, c.req.method, c.res.status, ms / 1000);
+    // Route label and status only: paths and headers are the client's, tokens among them.
+    if (logRequests) logger.debug({ event: 'request', method: c.req.method, route, status: c.res.status, ms: Math.round(ms * 100) / 100 }, 'request');
   });
   app.use('/latest/*', clientTokenGuard(services));
 
