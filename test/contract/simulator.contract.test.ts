@@ -1,0 +1,7 @@
+import { startSimulator } from '../../src/simulator/simulator.js';
+import { describeImdsContract } from './imdsContract.js';
+
+describeImdsContract('the simulator', async () => {
+  const sim = await startSimulator({ port: 0, roles: ['contract-role'] });
+  return { baseUrl: sim.url, role: 'contract-role', close: () => sim.close() };
+});
