@@ -2,6 +2,7 @@
 import { firstLine } from './config.js';
 import { runCredentialProcessCommand } from './credentialProcess.js';
 import { runServeCommand } from './serveCommand.js';
+import { runSimulateCommand } from './simulator/command.js';
 import { UsageError } from './usageError.js';
 import { VERSION } from './version.js';
 
@@ -12,6 +13,7 @@ A local IMDSv2-compatible caching proxy for EC2 instance-role credentials.
 Commands:
   serve                 serve IMDS to local SDKs from a credential cache
   credential-process    print credentials from a running proxy for ~/.aws/config
+  simulate              a faithful IMDS with throttling and fault injection
   --help, --version
 
 Run "imds-cache-proxy <command> --help" for a command's options.
@@ -22,6 +24,7 @@ type Command = (argv: string[]) => Promise<number>;
 const COMMANDS: Record<string, Command> = {
   serve: (argv) => runServeCommand(argv),
   'credential-process': runCredentialProcessCommand,
+  simulate: runSimulateCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
