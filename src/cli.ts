@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 import { firstLine } from './config.js';
 import { runCredentialProcessCommand } from './credentialProcess.js';
+import { runDemo } from './demo.js';
+import { runLoadtestCommand } from './loadtest/command.js';
 import { runServeCommand } from './serveCommand.js';
 import { runSimulateCommand } from './simulator/command.js';
 import { UsageError } from './usageError.js';
@@ -14,6 +16,8 @@ Commands:
   serve                 serve IMDS to local SDKs from a credential cache
   credential-process    print credentials from a running proxy for ~/.aws/config
   simulate              a faithful IMDS with throttling and fault injection
+  loadtest              load an IMDS (or the proxy) like thousands of fresh SDK processes
+  demo                  the throttling problem and its fix, side by side, on loopback
   --help, --version
 
 Run "imds-cache-proxy <command> --help" for a command's options.
@@ -25,6 +29,8 @@ const COMMANDS: Record<string, Command> = {
   serve: (argv) => runServeCommand(argv),
   'credential-process': runCredentialProcessCommand,
   simulate: runSimulateCommand,
+  loadtest: runLoadtestCommand,
+  demo: runDemo,
 };
 
 async function main(argv: string[]): Promise<number> {

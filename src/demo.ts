@@ -1,0 +1,150 @@
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { firstLine } from './config.js';
+import { formatTable } from './loadtest/report.js';
+import { runLoad } from './loadtest/runLoad.js';
+import type { LoadSummary } from './loadtest/summary.js';
+import { startSimulator, type SimulatorCounters } from './simulator/simulator.js';
+import { UsageError } from './usageError.js';
+
+export interface DemoSettings {
+  /** The simulated IMDS admits this many requests a second and drops the rest. */
+  throttleRps: number;
+  clients: number;
+  durationSeconds: number;
+  timeoutMs: number;
+}
+
+export const DEMO_PRESETS: Record<'standard' | 'quick', DemoSettings> = {
+  standard: { throttleRps: 60, clients: 150, durationSeconds: 8, timeoutMs: 1000 },
+  quick: { throttleRps: 30, clients: 40, durationSeconds: 2, timeoutMs: 500 },
+};
+
+export interface DemoRun {
+  load: LoadSummary;
+  imds: SimulatorCounters;
+}
+
+export interface DemoResult {
+  settings: DemoSettings;
+  direct: DemoRun;
+  proxied: DemoRun;
+}
+
+const credentialFetchesServed = (c: SimulatorCounters) => c.byRoute.credentials?.ok ?? 0;
+
+/**
+ * The seed problem and its fix, side by side, on loopback only: a simulated IMDS throttled
+ * like a busy instance's, loaded first directly by fresh SDK-like processes, then through
+ * the proxy.
+ */
+export async function runDemoScenario(settings: DemoSettings, onPhase: (text: string) => void = () => {}): Promise<DemoResult> {
+  const sim = await startSimulator({ port: 0, roles: ['demo-role'], throttleRps: settings.throttleRps, throttleMode: 'drop' });
+  try {
+    const load = (target: string) =>
+      runLoad({ target, clients: settings.clients, durationSeconds: settings.durationSeconds, timeoutMs: settings.timeoutMs });
+
+    onPhase(`1/2  ${settings.clients} fresh processes straight at the throttled IMDS for ${settings.durationSeconds} s ...`);
+    const directLoad = await load(sim.url);
+    const direct = { load: directLoad, imds: sim.counters() };
+
+    // Let the bucket refill and the dropped connections drain, then start clean.
+    await new Promise((r) => setTimeout(r, 1500));
+    sim.resetCounters();
+    const proxy = await spawnProxy(sim.url);
+    try {
+      onPhase(`2/2  the same load through imds-cache-proxy for ${settings.durationSeconds} s ...`);
+      const proxiedLoad = await load(proxy.url);
+      return { settings, direct, proxied: { load: proxiedLoad, imds: sim.counters() } };
+    } finally {
+      await proxy.close();
+    }
+  } finally {
+    await sim.close();
+  }
+}
+
+/**
+ * The proxy as users run it: its own process (`imds-cache-proxy serve`), so the load
+ * generator and the proxy do not share an event loop and the figures are the proxy's.
+ */
+async function spawnProxy(upstream: string): Promise<{ url: string; close(): Promise<void> }> {
+  // src/ and dist/ sit side by side, so this names the built CLI from either (tests run src/).
+  const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+  const child = spawn(process.execPath, [cli, 'serve', '--listen', '127.0.0.1:0', '--upstream', upstream], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = await new Promise<string>((resolve, reject) => {
+    let listen: string | undefined;
+    const timer = setTimeout(() => reject(new Error('the proxy did not become ready within 15 s')), 15_000);
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      const event = (() => {
+        try {
+          return JSON.parse(line) as { event?: string; listen?: string };
+        } catch {
+          return {};
+        }
+      })();
+      if (event.event === 'started') listen = event.listen;
+      if (event.event === 'ready' && listen !== undefined) {
+        clearTimeout(timer);
+        resolve(listen);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`the proxy exited (${code}) before it was ready`)));
+  });
+  return {
+    url,
+    async close() {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+export function formatDemoResult({ settings, direct, proxied }: DemoResult): string {
+  const row = (label: string, get: (r: DemoRun) => string | number): (string | number)[] => [label, get(direct), get(proxied)];
+  const table = formatTable(
+    ['', 'direct to IMDS', 'through the proxy'],
+    [
+      row('credential fetches completed', (r) => r.load.completed),
+      row('credential fetches failed', (r) => r.load.failed),
+      row('  of which timeouts', (r) => r.load.timeouts),
+      row('latency p50 (ms)', (r) => r.load.p50_ms),
+      row('latency p99 (ms)', (r) => r.load.p99_ms),
+      row('requests that reached IMDS', (r) => r.imds.total),
+      row('  credentials fetches IMDS served', (r) => credentialFetchesServed(r.imds)),
+    ],
+  );
+  const failRate = (r: DemoRun) => (r.load.fetches > 0 ? (100 * r.load.failed) / r.load.fetches : 0);
+  return [
+    `Simulated IMDS throttled to ${settings.throttleRps} requests/s (excess dropped, as on EC2); ${settings.clients} concurrent`,
+    `fresh SDK-like processes, each: new connection, PUT token, GET role list, GET credentials, ${settings.timeoutMs} ms timeout.`,
+    '',
+    table,
+    '',
+    `Direct: ${failRate(direct).toFixed(1)}% of credential fetches failed — "cURL error 28: Connection timed out after ${settings.timeoutMs} milliseconds".`,
+    `Through the proxy: ${failRate(proxied).toFixed(1)}% failed, ${proxied.load.completed} fetches served, and IMDS served ${credentialFetchesServed(proxied.imds)} credentials fetch(es).`,
+  ].join('\n');
+}
+
+/** `imds-cache-proxy demo` (= `npm run demo`). */
+export async function runDemo(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({ args: argv, options: { quick: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
+  } catch (error) {
+    throw new UsageError(firstLine(error));
+  }
+  if (values.help) {
+    process.stdout.write('Usage: imds-cache-proxy demo [--quick] [--json]\n\nIMDS throttling, direct and through the proxy, on loopback only.\n');
+    return 0;
+  }
+  const result = await runDemoScenario(values.quick ? DEMO_PRESETS.quick : DEMO_PRESETS.standard, (text) => process.stderr.write(`${text}\n`));
+  process.stdout.write(`\n${formatDemoResult(result)}\n`);
+  if (values.json) process.stdout.write(`${JSON.stringify({ direct: result.direct.load, proxied: result.proxied.load })}\n`);
+  return 0;
+}

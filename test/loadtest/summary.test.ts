@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import { LoadRecorder, percentile } from '../../src/loadtest/summary.js';
+import { formatTable } from '../../src/loadtest/report.js';
+import { parseLoadtestArgs } from '../../src/loadtest/command.js';
+import { UsageError } from '../../src/usageError.js';
+
+describe('load summary', () => {
+  it('nearest-rank percentiles', () => {
+    const sorted = Array.from({ length: 100 }, (_, i) => i + 1);
+    expect([percentile(sorted, 50), percentile(sorted, 90), percentile(sorted, 99), percentile(sorted, 100)]).toEqual([50, 90, 99, 100]);
+    expect(percentile([7], 99)).toBe(7);
+    expect(percentile([], 50)).toBe(0);
+  });
+
+  it('counts every fetch once, by outcome, and every request', () => {
+    const r = new LoadRecorder();
+    for (let i = 0; i < 2000; i++) r.record({ requests: 3, failure: undefined, latencyMs: i % 10 });
+    r.record({ requests: 1, failure: 'timeout', latencyMs: 1000 });
+    r.record({ requests: 2, failure: 'throttled', latencyMs: 5 });
+    r.record({ requests: 3, failure: 'http_error', latencyMs: 5 });
+    r.record({ requests: 1, failure: 'connection_error', latencyMs: 1 });
+    const s = r.summarize(2);
+    expect(s).toMatchObject({ fetches: 2004, completed: 2000, failed: 4, timeouts: 1, throttled: 1, http_errors: 1, connection_errors: 1, requests: 6007, max_ms: 1000, rate_per_s: 1000 });
+  });
+
+  it('formats an aligned table', () => {
+    expect(formatTable(['', 'a', 'bb'], [['x', 1, 22], ['longer', 333, 4]]).split('\n')).toEqual([
+      '           a   bb',
+      '------   ---   --',
+      'x          1   22',
+      'longer   333    4',
+    ]);
+  });
+});
+
+describe('loadtest flags', () => {
+  const bad = (argv: string[]) => {
+    try {
+      parseLoadtestArgs(argv);
+    } catch (error) {
+      if (error instanceof UsageError) return error.message;
+      throw error;
+    }
+    throw new Error('expected a UsageError');
+  };
+  it('refuses targets that are not loopback, naming why', () => {
+    expect(bad(['--target', 'http://169.254.169.254'])).toMatch(/^--target: .*not a loopback address/);
+    expect(bad(['--target', 'http://10.1.2.3:8169'])).toMatch(/not a loopback/);
+  });
+  it('names bad flags and values', () => {
+    expect(bad([])).toMatch(/^--target: required/);
+    expect(bad(['--target', 'http://127.0.0.1:1', '--clients', '0'])).toMatch(/^--clients: .*"0"$/);
+    expect(bad(['--target', 'http://127.0.0.1:1', '--duration', 'ten'])).toMatch(/^--duration: .*"ten"$/);
+    expect(bad(['--target', 'nonsense'])).toMatch(/^--target: /);
+  });
+  it('accepts loopback in every spelling', () => {
+    for (const target of ['http://127.0.0.1:8169', 'http://localhost:8169', 'http://[::1]:8169']) {
+      expect(parseLoadtestArgs(['--target', target]).options.target).toBe(target);
+    }
+  });
+});
