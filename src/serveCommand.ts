@@ -22,15 +22,14 @@ export async function runServeCommand(argv: string[], env: NodeJS.ProcessEnv = p
   }
   const config = parseServeConfig(argv, env);
   const logger = createLogger(config.logLevel);
-  const proxy = await startProxy(config, { logger });
-  await new Promise<void>((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
-      logger.info({ event: 'stopping', signal }, 'draining requests in flight');
-      resolve();
-    };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
+  // Listen for signals before the proxy starts: one sent as soon as it logs "started" counts.
+  const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
   });
+  const proxy = await startProxy(config, { logger });
+  const signal = await stopSignal;
+  logger.info({ event: 'stopping', signal }, 'draining requests in flight');
   await proxy.close();
   return 0;
 }
