@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -73,36 +74,50 @@ export async function runDemoScenario(settings: DemoSettings, onPhase: (text: st
 async function spawnProxy(upstream: string): Promise<{ url: string; close(): Promise<void> }> {
   // src/ and dist/ sit side by side, so this names the built CLI from either (tests run src/).
   const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
-  const child = spawn(process.execPath, [cli, 'serve', '--listen', '127.0.0.1:0', '--upstream', upstream], {
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: build first (npm run build; npm run demo does)`);
+  // No inherited IMDS_PROXY_* settings: a cache file or metrics address meant for the host's
+  // real proxy would mix the demo's credentials into it, or collide with it.
+  const child = spawn(process.execPath, [cli, 'serve', '--listen', '127.0.0.1:0', '--upstream', upstream, '--log-level', 'info'], {
+    env: { PATH: process.env.PATH ?? '' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const url = await new Promise<string>((resolve, reject) => {
+  const close = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await exited;
+  };
+  try {
+    const url = await whenReady(child.stdout, exited);
+    return { url, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+/** The address from serve's `started` event, once its `ready` event says it serves. */
+function whenReady(stdout: NodeJS.ReadableStream, exited: Promise<void>): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
     let listen: string | undefined;
     const timer = setTimeout(() => reject(new Error('the proxy did not become ready within 15 s')), 15_000);
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      const event = (() => {
-        try {
-          return JSON.parse(line) as { event?: string; listen?: string };
-        } catch {
-          return {};
-        }
-      })();
+    createInterface({ input: stdout }).on('line', (line) => {
+      let event: { event?: string; listen?: string } = {};
+      try {
+        event = JSON.parse(line) as typeof event;
+      } catch {
+        return;
+      }
       if (event.event === 'started') listen = event.listen;
       if (event.event === 'ready' && listen !== undefined) {
         clearTimeout(timer);
         resolve(listen);
       }
     });
-    child.once('exit', (code) => reject(new Error(`the proxy exited (${code}) before it was ready`)));
+    void exited.then(() => {
+      clearTimeout(timer);
+      reject(new Error('the proxy exited before it was ready'));
+    });
   });
-  return {
-    url,
-    async close() {
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
 }
 
 export function formatDemoResult({ settings, direct, proxied }: DemoResult): string {
@@ -113,6 +128,7 @@ export function formatDemoResult({ settings, direct, proxied }: DemoResult): str
       row('credential fetches completed', (r) => r.load.completed),
       row('credential fetches failed', (r) => r.load.failed),
       row('  of which timeouts', (r) => r.load.timeouts),
+      row('  of which throttled (429)', (r) => r.load.throttled),
       row('latency p50 (ms)', (r) => r.load.p50_ms),
       row('latency p99 (ms)', (r) => r.load.p99_ms),
       row('requests that reached IMDS', (r) => r.imds.total),
@@ -145,6 +161,9 @@ export async function runDemo(argv: string[]): Promise<number> {
   }
   const result = await runDemoScenario(values.quick ? DEMO_PRESETS.quick : DEMO_PRESETS.standard, (text) => process.stderr.write(`${text}\n`));
   process.stdout.write(`\n${formatDemoResult(result)}\n`);
-  if (values.json) process.stdout.write(`${JSON.stringify({ direct: result.direct.load, proxied: result.proxied.load })}\n`);
+  if (values.json) {
+    const run = (r: DemoRun) => ({ ...r.load, imds_requests: r.imds.total, imds_credentials_served: credentialFetchesServed(r.imds) });
+    process.stdout.write(`${JSON.stringify({ direct: run(result.direct), proxied: run(result.proxied) })}\n`);
+  }
   return 0;
 }

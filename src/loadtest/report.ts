@@ -15,6 +15,7 @@ export const SUMMARY_ROWS: [string, (s: LoadSummary) => string | number][] = [
   ['  throttled (429)', (s) => s.throttled],
   ['  other HTTP errors', (s) => s.http_errors],
   ['  connection errors', (s) => s.connection_errors],
+  ['  200 but not credentials', (s) => s.bad_documents],
   ['HTTP requests sent', (s) => s.requests],
   ['latency p50 (ms)', (s) => s.p50_ms],
   ['latency p90 (ms)', (s) => s.p90_ms],

@@ -1,4 +1,4 @@
-import type { FetchFailure, FetchResult } from './credentialFetch.js';
+import { FETCH_FAILURES, type FetchFailure, type FetchResult } from './credentialFetch.js';
 
 export interface LoadSummary {
   /** HTTP requests sent. */
@@ -11,6 +11,8 @@ export interface LoadSummary {
   throttled: number;
   http_errors: number;
   connection_errors: number;
+  /** 200s whose body was not credentials (error document, malformed JSON). */
+  bad_documents: number;
   /** Latency of whole credential fetches, failed ones included (a timeout costs the client too). */
   p50_ms: number;
   p90_ms: number;
@@ -26,7 +28,7 @@ export class LoadRecorder {
   private latencies = new Float64Array(1024);
   private size = 0;
   requests = 0;
-  private readonly failures: Record<FetchFailure, number> = { timeout: 0, throttled: 0, http_error: 0, connection_error: 0 };
+  private readonly failures = Object.fromEntries(FETCH_FAILURES.map((f) => [f, 0])) as Record<FetchFailure, number>;
 
   record(result: FetchResult): void {
     this.requests += result.requests;
@@ -52,6 +54,7 @@ export class LoadRecorder {
       throttled: this.failures.throttled,
       http_errors: this.failures.http_error,
       connection_errors: this.failures.connection_error,
+      bad_documents: this.failures.bad_document,
       p50_ms: round(percentile(sorted, 50)),
       p90_ms: round(percentile(sorted, 90)),
       p99_ms: round(percentile(sorted, 99)),

@@ -1,3 +1,6 @@
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DEMO_PRESETS, formatDemoResult, runDemoScenario } from '../../src/demo.js';
 import { runCli } from '../support/cliProcess.js';
@@ -12,14 +15,28 @@ describe('demo', () => {
     expect(result.proxied.imds.byRoute.credentials?.ok ?? 0).toBeLessThanOrEqual(2);
     const text = formatDemoResult(result);
     expect(text).toContain('through the proxy');
-    expect(text).not.toMatch(/SecretAccessKey|"Token"/);
+    expect(text).toMatch(/^ {2}of which throttled \(429\) /m);
+    expect(text).not.toMatch(/SecretAccessKey|"Token"|ASIA/);
   }, 60_000);
 
-  it('the CLI prints the table and a JSON line with --json, and exits 0', async () => {
-    const run = runCli(['demo', '--quick', '--json']);
+  it('the CLI prints the table and a JSON line with --json, exits 0, and ignores the host proxy\'s settings', async () => {
+    // Settings meant for a real proxy on this host must not reach the demo's proxy.
+    const cacheFile = join(mkdtempSync(join(tmpdir(), 'demo-')), 'cache.json');
+    const run = runCli(['demo', '--quick', '--json'], { IMDS_PROXY_CACHE_FILE: cacheFile, IMDS_PROXY_METRICS_LISTEN: 'not-an-address' });
     expect(await run.exited).toBe(0);
-    const last = JSON.parse(run.stdout().trim().split('\n').at(-1)!) as { direct: { failed: number }; proxied: { failed: number } };
+    expect(existsSync(cacheFile)).toBe(false);
+    type Run = { failed: number; requests: number; imds_requests: number; imds_credentials_served: number };
+    const last = JSON.parse(run.stdout().trim().split('\n').at(-1)!) as { direct: Run; proxied: Run };
     expect(last.direct.failed).toBeGreaterThan(0);
+    expect(last.direct.imds_requests).toBeGreaterThan(0);
     expect(last.proxied.failed).toBe(0);
+    expect(last.proxied.imds_credentials_served).toBeLessThanOrEqual(2);
+    expect(run.stdout()).not.toMatch(/SecretAccessKey|ASIA/);
   }, 60_000);
+
+  it('a bad flag is a usage error (exit 2) naming it', async () => {
+    const run = runCli(['demo', '--fast']);
+    expect(await run.exited).toBe(2);
+    expect(run.stderr()).toMatch(/--fast/);
+  });
 });

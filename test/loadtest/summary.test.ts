@@ -5,6 +5,17 @@ import { parseLoadtestArgs } from '../../src/loadtest/command.js';
 import { UsageError } from '../../src/usageError.js';
 
 describe('load summary', () => {
+  it('an empty run summarizes to zeros, not NaN', () => {
+    const s = new LoadRecorder().summarize(0);
+    expect(Object.values(s).every((v) => v === 0)).toBe(true);
+  });
+
+  it('percentiles from unsorted arrivals, numerically ordered', () => {
+    const r = new LoadRecorder();
+    for (const ms of [900, 5, 80, 1000, 7, 60, 3, 2, 40, 10]) r.record({ requests: 1, failure: undefined, latencyMs: ms });
+    expect(r.summarize(1)).toMatchObject({ p50_ms: 10, p90_ms: 900, p99_ms: 1000, max_ms: 1000 });
+  });
+
   it('nearest-rank percentiles', () => {
     const sorted = Array.from({ length: 100 }, (_, i) => i + 1);
     expect([percentile(sorted, 50), percentile(sorted, 90), percentile(sorted, 99), percentile(sorted, 100)]).toEqual([50, 90, 99, 100]);
@@ -19,8 +30,21 @@ describe('load summary', () => {
     r.record({ requests: 2, failure: 'throttled', latencyMs: 5 });
     r.record({ requests: 3, failure: 'http_error', latencyMs: 5 });
     r.record({ requests: 1, failure: 'connection_error', latencyMs: 1 });
+    r.record({ requests: 3, failure: 'bad_document', latencyMs: 2 });
     const s = r.summarize(2);
-    expect(s).toMatchObject({ fetches: 2004, completed: 2000, failed: 4, timeouts: 1, throttled: 1, http_errors: 1, connection_errors: 1, requests: 6007, max_ms: 1000, rate_per_s: 1000 });
+    expect(s).toMatchObject({
+      fetches: 2005,
+      completed: 2000,
+      failed: 5,
+      timeouts: 1,
+      throttled: 1,
+      http_errors: 1,
+      connection_errors: 1,
+      bad_documents: 1,
+      requests: 6010,
+      max_ms: 1000,
+      rate_per_s: 1000,
+    });
   });
 
   it('formats an aligned table', () => {
@@ -52,6 +76,15 @@ describe('loadtest flags', () => {
     expect(bad(['--target', 'http://127.0.0.1:1', '--clients', '0'])).toMatch(/^--clients: .*"0"$/);
     expect(bad(['--target', 'http://127.0.0.1:1', '--duration', 'ten'])).toMatch(/^--duration: .*"ten"$/);
     expect(bad(['--target', 'nonsense'])).toMatch(/^--target: /);
+    expect(bad(['--target', 'https://127.0.0.1:1'])).toMatch(/^--target: .*http:\/\//);
+    expect(bad(['--target', 'http://127.0.0.1:1', '--timeout-ms', '1.5'])).toMatch(/^--timeout-ms: .*"1.5"$/);
+    expect(bad(['--target', 'http://127.0.0.1:1', '--requests', '-3'])).toMatch(/--requests/);
+    expect(bad(['--target', 'http://127.0.0.1:1', '--bogus'])).toMatch(/--bogus/);
+  });
+  it('lets --allow-remote-target through, and nothing else does', () => {
+    expect(bad(['--target', 'http://0.0.0.0:8169'])).toMatch(/not a loopback/);
+    expect(bad(['--target', 'http://[fd00:ec2::254]'])).toMatch(/not a loopback/);
+    expect(parseLoadtestArgs(['--target', 'http://10.1.2.3:8169', '--allow-remote-target']).options.target).toBe('http://10.1.2.3:8169');
   });
   it('accepts loopback in every spelling', () => {
     for (const target of ['http://127.0.0.1:8169', 'http://localhost:8169', 'http://[::1]:8169']) {
