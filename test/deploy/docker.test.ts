@@ -1,0 +1,151 @@
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultProxyConfig } from '../../src/config.js';
+import { silentLogger } from '../../src/log.js';
+import { startProxy, type RunningProxy } from '../../src/server/proxy.js';
+
+// Docker cannot build images on these machines, so the Dockerfile is held to its invariants
+// here, and its HEALTHCHECK command is run for real against a proxy on loopback.
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const DOCKERFILE = readFileSync(`${ROOT}deploy/docker/Dockerfile`, 'utf8');
+const IGNORE = readFileSync(`${ROOT}deploy/docker/Dockerfile.dockerignore`, 'utf8');
+
+interface Instruction {
+  op: string;
+  args: string;
+}
+interface Stage {
+  from: string;
+  name: string;
+  body: Instruction[];
+}
+
+/** Instructions (continuation lines joined, comments dropped), grouped by stage. */
+function parseDockerfile(text: string): Stage[] {
+  const logical = text
+    .split('\n')
+    .filter((l) => !l.trimStart().startsWith('#'))
+    .join('\n')
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+  const stages: Stage[] = [];
+  for (const line of logical) {
+    const [, op = '', args = ''] = /^(\S+)\s*(.*)$/.exec(line) ?? [];
+    if (op.toUpperCase() === 'FROM') {
+      const m = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(args);
+      expect(m, `FROM ${args}`).not.toBeNull();
+      stages.push({ from: m![1]!, name: m![2] ?? '', body: [] });
+    } else {
+      expect(stages.length, `${op} before any FROM`).toBeGreaterThan(0);
+      stages[stages.length - 1]!.body.push({ op: op.toUpperCase(), args });
+    }
+  }
+  return stages;
+}
+
+const stages = parseDockerfile(DOCKERFILE);
+const stage = (name: string) => {
+  const s = stages.find((x) => x.name === name);
+  expect(s, `stage ${name}`).toBeDefined();
+  return s!;
+};
+const all = (s: Stage, op: string) => s.body.filter((i) => i.op === op).map((i) => i.args);
+
+function runHealthcheck(listen: string): Promise<number | null> {
+  const args = JSON.parse(/^CMD\s+(\[.*\])$/.exec(all(runtime, 'HEALTHCHECK')[0]!.replace(/^(--\S+\s+)*/, ''))![1]!) as string[];
+  expect(args[0]).toBe('node');
+  const child = spawn(process.execPath, args.slice(1), { env: { IMDS_PROXY_LISTEN: listen }, stdio: 'ignore' });
+  return new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+}
+
+const runtime = stages[stages.length - 1]!;
+
+describe('deploy/docker/Dockerfile', () => {
+  it('is multi-stage on the official Node 20 slim image, the proxy last (the default target)', () => {
+    expect(stages.map((s) => s.name)).toEqual(['build', 'redirect', 'runtime']);
+    for (const s of stages) expect(s.from, s.name).toBe('node:20-slim');
+    expect(runtime.name).toBe('runtime');
+  });
+
+  it('builds with the lockfile and ships only production dependencies and dist/', () => {
+    const build = stage('build');
+    expect(all(build, 'RUN').join('\n')).toMatch(/npm ci\b/);
+    expect(all(build, 'RUN').join('\n')).toContain('npm run build');
+    const runs = all(runtime, 'RUN').join('\n');
+    expect(runs).toMatch(/npm ci --omit=dev\b/);
+    for (const s of stages) expect(all(s, 'RUN').join('\n'), s.name).not.toMatch(/npm (install|i)\b/);
+    const copies = all(runtime, 'COPY');
+    expect(copies).toContain('--from=build /src/dist ./dist');
+    // Nothing else of the source tree reaches the image.
+    expect(copies.filter((c) => !c.startsWith('--from='))).toEqual(['package.json package-lock.json ./']);
+    expect(all(runtime, 'ENV')).toContain('NODE_ENV=production');
+  });
+
+  it('runs the proxy as a numeric non-root user', () => {
+    const users = all(runtime, 'USER');
+    expect(users).toHaveLength(1);
+    const [uid, gid] = users[0]!.split(':').map(Number);
+    expect(uid).toBeGreaterThan(0);
+    expect(gid).toBeGreaterThan(0);
+    // USER comes before the entrypoint is set, and nothing after it switches back.
+    const ops = runtime.body.map((i) => i.op);
+    expect(ops.lastIndexOf('USER')).toBeLessThan(ops.indexOf('ENTRYPOINT'));
+    expect(all(runtime, 'ENTRYPOINT')).toEqual(['["node", "/app/dist/cli.js"]']);
+    expect(all(runtime, 'CMD')).toEqual(['["serve"]']);
+  });
+
+  it('has a HEALTHCHECK on /healthz, with a timeout', () => {
+    const checks = all(runtime, 'HEALTHCHECK');
+    expect(checks).toHaveLength(1);
+    expect(checks[0]).toContain('/healthz');
+    expect(checks[0]).toMatch(/--timeout=\d+s/);
+    expect(checks[0]).toMatch(/CMD \[/);
+  });
+
+  it('the redirect stage carries the tested host script and iptables, and is used only as the init container', () => {
+    const redirect = stage('redirect');
+    expect(all(redirect, 'RUN').join('\n')).toMatch(/apt-get install -y --no-install-recommends iptables/);
+    expect(all(redirect, 'COPY')).toEqual(['--chmod=0755 deploy/host/imds-redirect.sh /usr/local/bin/imds-redirect']);
+    expect(all(redirect, 'ENTRYPOINT')).toEqual(['["/usr/local/bin/imds-redirect"]']);
+  });
+
+  it('every file it copies from the context exists and is let through Dockerfile.dockerignore', () => {
+    const allowed = IGNORE.split('\n')
+      .filter((l) => l.startsWith('!'))
+      .map((l) => l.slice(1).replace(/\/$/, ''));
+    expect(IGNORE.split('\n')).toContain('**');
+    for (const s of stages) {
+      for (const copy of all(s, 'COPY').filter((c) => !c.includes('--from='))) {
+        const words = copy.split(/\s+/).filter((w) => !w.startsWith('--'));
+        for (const source of words.slice(0, -1)) {
+          expect(existsSync(`${ROOT}${source}`), source).toBe(true);
+          expect(allowed, `${source} is ignored`).toContain(source.replace(/\/$/, ''));
+        }
+      }
+    }
+  });
+
+  describe('its HEALTHCHECK command, run for real', () => {
+    let proxy: RunningProxy;
+    beforeAll(async () => {
+      proxy = await startProxy(
+        { ...defaultProxyConfig(), listen: { host: '127.0.0.1', port: 0 }, upstream: 'http://127.0.0.1:9', upstreamAttempts: 1 },
+        { logger: silentLogger },
+      );
+    });
+    afterAll(() => proxy.close());
+
+    it('passes against a live proxy (ready or not: it is a liveness check)', async () => {
+      expect(await runHealthcheck(new URL(proxy.url).host)).toBe(0);
+    });
+
+    it('fails when nothing listens', async () => {
+      expect(await runHealthcheck('127.0.0.1:9')).toBe(1);
+    });
+  });
+});
