@@ -182,10 +182,25 @@ describe('deploy/systemd/imds-cache-proxy.service', () => {
     const copy = join(scratch, 'imds-cache-proxy.service');
     writeFileSync(copy, UNIT_TEXT.replace('ExecStart=/usr/local/bin/imds-cache-proxy ', `ExecStart=${stub} `));
     expect(readFileSync(copy, 'utf8')).not.toBe(UNIT_TEXT);
-    const result = spawnSync('systemd-analyze', ['verify', copy], { encoding: 'utf8' });
+    const redirect = join(scratch, 'imds-cache-proxy-redirect.service');
+    writeFileSync(redirect, readFileSync(join(DIR, 'imds-cache-proxy-redirect.service'), 'utf8'));
+    const result = spawnSync('systemd-analyze', ['verify', copy, redirect], { encoding: 'utf8' });
     // verify exits 0 even for settings it ignores, so any output at all is a failure.
     expect(`${result.stdout}${result.stderr}`.trim()).toBe('');
     expect(result.status).toBe(0);
+  });
+
+  it('the optional redirect unit installs with the proxy\'s user, and removes the rules when the proxy stops', () => {
+    const redirect = parseUnit(readFileSync(join(DIR, 'imds-cache-proxy-redirect.service'), 'utf8'));
+    expect(redirect.Unit?.Requires).toEqual(['imds-cache-proxy.service']);
+    expect(redirect.Unit?.After).toEqual(['imds-cache-proxy.service']);
+    expect(redirect.Service?.Type).toEqual(['oneshot']);
+    expect(redirect.Service?.RemainAfterExit).toEqual(['yes']);
+    const script = '/usr/local/lib/node_modules/imds-cache-proxy/deploy/host/imds-redirect.sh';
+    expect(redirect.Service?.ExecStart).toEqual([`/bin/bash ${script} install --proxy-user ${one('User')}`]);
+    expect(redirect.Service?.ExecStop).toEqual([`/bin/bash ${script} remove`]);
+    // Where npm -g puts the package whose bin is ExecStart='s /usr/local/bin/imds-cache-proxy.
+    expect(one('ExecStart').startsWith('/usr/local/bin/')).toBe(true);
   });
 
   it.skipIf(!HAS_ANALYZE)(`systemd-analyze security rates its exposure low${note(HAS_ANALYZE, SKIP_ANALYZE)}`, () => {
