@@ -14,9 +14,10 @@ POST /rotate), which listens on its own loopback port.
 
   --listen HOST:PORT            IMDS address (default 127.0.0.1:8170)
   --control-listen HOST:PORT    control API, loopback only (default 127.0.0.1:8171)
-  --role NAME                   role in the instance profile (default demo-role)
+  --role NAME                   role in the instance profile (default demo-role; repeatable)
   --credential-lifetime S       credentials' life (default 21600)
-  --rotation-period S           new credentials this often (default 3600)
+  --rotation-period S           new credentials this often (default 3600); at least
+                                300 less than the lifetime, as on EC2
   --throttle-rps N              admit N requests a second (default: unthrottled)
   --throttle-burst N            bucket size (default: the rate)
   --throttle-mode drop|429      what a throttled client sees (default drop: a timeout)
@@ -28,7 +29,13 @@ POST /rotate), which listens on its own loopback port.
   --expired-credentials         serve credentials already expired
   --error-document              serve a Code other than Success
   --extended-credentials        serve security-credentials-extended (default 404)
+  -h, --help                    this help
 `;
+
+const DEFAULT_LIFETIME_S = 21_600;
+const DEFAULT_ROTATION_S = 3_600;
+/** EC2 has new credentials at least five minutes before the old expire. */
+const MIN_OVERLAP_S = 300;
 
 const OPTIONS = {
   listen: { type: 'string' },
@@ -58,6 +65,7 @@ export function parseSimulateArgs(argv: string[]): { options: SimulatorOptions; 
   } catch (error) {
     throw new UsageError(firstLine(error));
   }
+  if (values.help) return { options: {}, help: true };
   const whole = (flag: string, raw: string | undefined, min: number, max: number): number | undefined => {
     if (raw === undefined) return undefined;
     if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
@@ -69,6 +77,9 @@ export function parseSimulateArgs(argv: string[]): { options: SimulatorOptions; 
   const control = parseListen('--control-listen', values['control-listen'] ?? '127.0.0.1:8171');
   if (!isLoopbackHost(control.host)) {
     throw new UsageError(`--control-listen: the control API switches faults and must stay on loopback, got "${values['control-listen']}"`);
+  }
+  if (control.port !== 0 && control.port === listen.port && control.host === listen.host) {
+    throw new UsageError(`--control-listen: must differ from --listen, got "${values['control-listen'] ?? '127.0.0.1:8171'}"`);
   }
   const faults: Partial<Faults> = {};
   const latency = whole('latency-ms', values['latency-ms'], 0, 600_000);
@@ -101,9 +112,20 @@ export function parseSimulateArgs(argv: string[]): { options: SimulatorOptions; 
     if (!/^[\w+=,.@-]{1,64}$/.test(role)) throw new UsageError(`--role: not an IAM role name: "${role}"`);
   }
 
+  const lifetime = whole('credential-lifetime', values['credential-lifetime'], 360, 43_200);
+  const rotation = whole('rotation-period', values['rotation-period'], 1, 43_200);
+  if ((lifetime ?? DEFAULT_LIFETIME_S) < (rotation ?? DEFAULT_ROTATION_S) + MIN_OVERLAP_S) {
+    const flag = lifetime !== undefined ? 'credential-lifetime' : 'rotation-period';
+    throw new UsageError(
+      `--${flag}: credentials must outlive the rotation period by ${MIN_OVERLAP_S} s ` +
+        `(lifetime ${lifetime ?? DEFAULT_LIFETIME_S}, rotation ${rotation ?? DEFAULT_ROTATION_S}), got "${values[flag]}"`,
+    );
+  }
+
   const options: SimulatorOptions = {
     host: listen.host,
     port: listen.port,
+    controlHost: control.host,
     controlPort: control.port,
     roles: values.role ?? ['demo-role'],
     throttleMode: mode,
@@ -113,15 +135,12 @@ export function parseSimulateArgs(argv: string[]): { options: SimulatorOptions; 
   const set = <K extends keyof SimulatorOptions>(key: K, value: SimulatorOptions[K] | undefined) => {
     if (value !== undefined) options[key] = value;
   };
-  set('credentialLifetimeSeconds', whole('credential-lifetime', values['credential-lifetime'], 360, 43_200));
-  set('rotationPeriodSeconds', whole('rotation-period', values['rotation-period'], 1, 43_200));
+  set('credentialLifetimeSeconds', lifetime);
+  set('rotationPeriodSeconds', rotation);
   set('throttleRps', whole('throttle-rps', values['throttle-rps'], 1, 1_000_000));
   set('throttleBurst', whole('throttle-burst', values['throttle-burst'], 1, 1_000_000));
   set('maxConnections', whole('max-connections', values['max-connections'], 1, 1_000_000));
-  if (control.host !== listen.host) {
-    throw new UsageError(`--control-listen: must be on the same host as --listen (${listen.host}), got "${control.host}"`);
-  }
-  return { options, help: values.help ?? false };
+  return { options, help: false };
 }
 
 /** `imds-cache-proxy simulate`: runs until SIGINT or SIGTERM. */
@@ -136,11 +155,19 @@ export async function runSimulateCommand(argv: string[]): Promise<number> {
     `IMDS simulator on ${sim.url} (control API ${sim.controlUrl}); role ${options.roles?.join(', ')}` +
       `${options.throttleRps ? `; throttled to ${options.throttleRps} req/s (${options.throttleMode})` : ''}\n`,
   );
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', () => resolve());
-    process.once('SIGTERM', () => resolve());
-  });
+  await untilStopSignal();
   await sim.close();
   return 0;
 }
 
+function untilStopSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}

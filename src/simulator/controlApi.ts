@@ -40,6 +40,7 @@ export function createControlHandler(
         let tooLarge = false;
         req.setEncoding('utf8');
         req.on('data', (chunk: string) => {
+          if (tooLarge) return;
           body += chunk;
           if (body.length > MAX_BODY_BYTES) tooLarge = true;
         });

@@ -30,8 +30,13 @@ export function makeInstanceIdentity(accountId = '123456789012', region = 'eu-we
   };
 }
 
-/** Static metadata leaves, keyed by path under /latest/. */
-export function staticMetadata(id: InstanceIdentity, started: string): Map<string, { body: string; contentType: string }> {
+export interface MetadataLeaf {
+  body: string;
+  contentType: string;
+}
+
+/** Static metadata leaves and listings, keyed by path under /latest/ (listings end in `/`). */
+export function staticMetadata(id: InstanceIdentity, started: string): Map<string, MetadataLeaf> {
   const text = (body: string) => ({ body, contentType: 'text/plain' });
   const document = {
     accountId: id.accountId,
@@ -57,7 +62,22 @@ export function staticMetadata(id: InstanceIdentity, started: string): Map<strin
     ['meta-data/placement/availability-zone-id', text('euw1-az1')],
     ['meta-data/', text('ami-id\niam/\ninstance-id\ninstance-type\nlocal-ipv4\nmac\nplacement/')],
     ['meta-data/iam/', text('info\nsecurity-credentials/')],
+    ['', text('dynamic\nmeta-data\nuser-data')],
+    ['dynamic/', text('instance-identity/')],
+    ['dynamic/instance-identity/', text('document')],
     ['dynamic/instance-identity/document', { body: JSON.stringify(document, null, 2), contentType: 'text/plain' }],
     ['user-data', { body: '#!/bin/sh\necho simulated user-data\n', contentType: 'application/octet-stream' }],
   ]);
+}
+
+/**
+ * Finds what a path under /latest/ names. Real IMDS redirects a listing asked without its
+ * slash, and botocore asks `placement/availability-zone/` with one; answering both forms
+ * directly serves clients that do not follow redirects.
+ */
+export function findMetadata(tree: ReadonlyMap<string, MetadataLeaf>, relativePath: string): MetadataLeaf | undefined {
+  return (
+    tree.get(relativePath) ??
+    (relativePath.endsWith('/') ? tree.get(relativePath.slice(0, -1)) : tree.get(`${relativePath}/`))
+  );
 }
