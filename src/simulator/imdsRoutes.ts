@@ -79,7 +79,8 @@ function answerMetadata(model: ImdsModel, path: string): ImdsAnswer {
   for (const prefix of [CREDENTIALS_PREFIX, EXTENDED_CREDENTIALS_PREFIX]) {
     if (!path.startsWith(prefix)) continue;
     const rest = path.slice(prefix.length);
-    if (rest !== '' && !rest.startsWith('/')) break;
+    // `security-credentials` is a prefix of `security-credentials-extended`.
+    if (rest !== '' && !rest.startsWith('/')) continue;
     const extended = prefix === EXTENDED_CREDENTIALS_PREFIX;
     if (extended && !model.extendedCredentials) return fail(404);
     const role = decodePathSegment(rest.replace(/^\/|\/$/g, ''));
