@@ -20,7 +20,9 @@ export class TokenBucket {
   /** Takes one token if there is one. */
   tryTake(): boolean {
     const now = this.clock.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.updatedAt) / 1000) * this.ratePerSecond);
+    // Wall clocks step back (NTP); that is no time passing, not a debt to repay.
+    const elapsedMs = Math.max(0, now - this.updatedAt);
+    this.tokens = Math.min(this.burst, this.tokens + (elapsedMs / 1000) * this.ratePerSecond);
     this.updatedAt = now;
     if (this.tokens < 1) return false;
     this.tokens -= 1;
