@@ -13,8 +13,6 @@ export interface SimulatorState extends ImdsModel {
   throttleMode: 'drop' | '429';
   /** Sockets of requests held without an answer (throttle mode drop); destroyed on close. */
   held: Set<Socket>;
-  /** For errorRate; injectable so a test can pin it. */
-  random: () => number;
 }
 
 /**
@@ -55,7 +53,7 @@ export function createImdsHandler(state: SimulatorState): (req: IncomingMessage,
       // IMDS drops what exceeds its allowance: the client hears nothing and times out.
       return responder.hold(state.held);
     }
-    if (faults.errorRate > 0 && state.random() < faults.errorRate) return responder.fail(500);
+    if (faults.errorRate > 0 && Math.random() < faults.errorRate) return responder.fail(500);
     if (faults.latencyMs <= 0) return answer(req, path, responder);
     const timer = setTimeout(() => answer(req, path, responder), faults.latencyMs);
     res.once('close', () => clearTimeout(timer));

@@ -4,13 +4,13 @@ import { systemClock, type Clock } from '../clock.js';
 import { formatListen } from '../config.js';
 import type { RoleCredentials } from '../imds/credentials.js';
 import { formatImdsTime } from '../imds/protocol.js';
+import { isLoopbackHost } from '../server/sourceFilter.js';
 import { ServedCounters, type SimulatorCounters } from './counters.js';
 import { createControlHandler } from './controlApi.js';
 import { CredentialsIssuer } from './credentialsIssuer.js';
 import { NO_FAULTS, type Faults } from './faults.js';
 import { createImdsHandler, type SimulatorState } from './imdsHandler.js';
 import { makeInstanceIdentity, staticMetadata } from './instanceIdentity.js';
-import { isLoopbackHost } from '../server/sourceFilter.js';
 import { TokenBucket } from './tokenBucket.js';
 import { TokenStore } from './tokenStore.js';
 
@@ -96,7 +96,6 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Ru
     throttleMode: options.throttleMode ?? 'drop',
     extendedCredentials: options.extendedCredentials ?? false,
     held: new Set(),
-    random: Math.random,
   };
   const setFaults = (patch: Partial<Faults>) => {
     state.faults = { ...state.faults, ...patch };
