@@ -77,7 +77,7 @@ describe('container credentials endpoint', () => {
 
   it('refuses a missing or wrong token with 401 and no credentials', async () => {
     const { app, source } = proxyAppWithFakes({ containerAuthToken: TOKEN });
-    for (const headers of [{}, { authorization: 'wrong' }, { authorization: `${TOKEN}x` }]) {
+    for (const headers of [{}, { authorization: 'wrong' }, { authorization: `${TOKEN}x` }] as Record<string, string>[]) {
       const res = await app.request('/container-credentials', { headers });
       expect(res.status).toBe(401);
       expect(await res.text()).not.toContain(source.credentials.accessKeyId);
