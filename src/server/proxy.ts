@@ -5,6 +5,8 @@ import { systemClock, type Clock } from '../clock.js';
 import { formatListen, type ProxyConfig } from '../config.js';
 import { createLogger, type Logger } from '../log.js';
 import { noopMetrics, type MetricsRecorder } from '../metrics/recorder.js';
+import { PrometheusMetrics } from '../metrics/prometheus.js';
+import { VERSION } from '../version.js';
 import { CredentialCache } from '../cache/credentialCache.js';
 import { startBackgroundRefresher } from '../cache/backgroundRefresher.js';
 import { MetadataCache } from '../cache/metadataCache.js';
@@ -19,11 +21,13 @@ import { boundPort, closeGracefully, listen } from './httpServer.js';
 import { createSourceFilter, isLoopbackHost } from './sourceFilter.js';
 import { UsageError } from '../usageError.js';
 
+type ExposedMetrics = MetricsRecorder & { exposition?: () => Promise<{ contentType: string; body: string }> };
+
 export interface ProxyDependencies {
   clock?: Clock;
   logger?: Logger;
   /** A recorder with an exposition is served at /metrics. */
-  metrics?: MetricsRecorder & { exposition?: () => Promise<{ contentType: string; body: string }> };
+  metrics?: ExposedMetrics;
   random?: () => number;
 }
 
@@ -51,8 +55,8 @@ export function refreshSettingsOf(config: ProxyConfig): RefreshSettings {
 export async function startProxy(config: ProxyConfig, deps: ProxyDependencies = {}): Promise<RunningProxy> {
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? createLogger(config.logLevel);
-  const metrics = deps.metrics ?? noopMetrics;
-  const exposition = config.metrics ? deps.metrics?.exposition?.bind(deps.metrics) : undefined;
+  const metrics: ExposedMetrics = deps.metrics ?? (config.metrics ? new PrometheusMetrics({ version: VERSION }) : noopMetrics);
+  const exposition = config.metrics ? metrics.exposition?.bind(metrics) : undefined;
 
   const upstream = new ImdsClient({
     baseUrl: config.upstream,
