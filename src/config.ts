@@ -30,6 +30,8 @@ export interface ProxyConfig {
   allowCidrs: string[];
   extendedCredentials: ExtendedCredentialsMode;
   containerAuthTokenFile?: string;
+  /** Simultaneous client connections; beyond it new ones are closed at once, cached ones keep being served. */
+  maxConnections: number;
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:8169';
@@ -50,6 +52,7 @@ export function defaultProxyConfig(): ProxyConfig {
     metrics: true,
     allowCidrs: [],
     extendedCredentials: 'synthesize',
+    maxConnections: 8192,
   };
 }
 
@@ -69,6 +72,7 @@ export const SERVE_OPTIONS = {
   'cache-file': { env: 'IMDS_PROXY_CACHE_FILE', value: 'PATH', help: 'warm-start file for credentials across restarts (default off)' },
   'allow-cidr': { env: 'IMDS_PROXY_ALLOW_CIDR', value: 'CIDR', help: 'accept clients only from these networks (repeatable; env: comma-separated)' },
   'extended-credentials': { env: 'IMDS_PROXY_EXTENDED_CREDENTIALS', value: 'synthesize|passthrough|off', help: 'serve security-credentials-extended (default synthesize)' },
+  'max-connections': { env: 'IMDS_PROXY_MAX_CONNECTIONS', value: 'N', help: 'simultaneous client connections before new ones are refused (default 8192)' },
   'container-auth-token-file': { env: 'IMDS_PROXY_CONTAINER_AUTH_TOKEN_FILE', value: 'PATH', help: 'serve container credentials guarded by the token in this file' },
 } as const;
 
@@ -116,6 +120,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): ProxyC
   with_('metrics', oneOf(['on', 'off'] as const), (v) => (config.metrics = v === 'on'));
   with_('cache-file', nonEmpty, (v) => (config.cacheFile = v));
   with_('extended-credentials', oneOf(['synthesize', 'passthrough', 'off'] as const), (v) => (config.extendedCredentials = v));
+  with_('max-connections', wholeNumber(1, 1_000_000), (v) => (config.maxConnections = v));
   with_('container-auth-token-file', nonEmpty, (v) => (config.containerAuthTokenFile = v));
 
   const cidrFlags = values['allow-cidr'];

@@ -111,7 +111,10 @@ export async function startProxy(config: ProxyConfig, deps: ProxyDependencies = 
 
   const servers: Server[] = [];
   const allowSource = createSourceFilter(config.allowCidrs);
-  const server = await listen(createProxyApp(services), config.listen, allowSource ? { allowSource } : {});
+  const server = await listen(createProxyApp(services), config.listen, {
+    maxConnections: config.maxConnections,
+    ...(allowSource ? { allowSource } : {}),
+  });
   servers.push(server);
   const url = `http://${formatListen({ host: config.listen.host, port: boundPort(server) })}`;
 
