@@ -39,6 +39,8 @@ export interface CredentialCacheOptions {
   metrics: MetricsRecorder;
   logger: Logger;
   random?: () => number;
+  /** Called after the cached credentials changed (new, rotated, or a role removed); not on seed. */
+  onChange?: () => void;
 }
 
 /**
@@ -234,12 +236,15 @@ export class CredentialCache {
     this.roles = roles;
     // No trailing newline: botocore and the PHP SDK paste the body into the next URL.
     this.roleListBody = roles.join('\n');
+    let removed = false;
     for (const role of this.entries.keys()) {
       if (!roles.includes(role)) {
         this.entries.delete(role);
+        removed = true;
         this.options.logger.info({ event: 'role_removed', role }, 'role no longer in the instance profile');
       }
     }
+    if (removed) this.options.onChange?.();
   }
 
   private store(role: string, credentials: RoleCredentials, fetchedAt: number, fromUpstream: boolean): void {
@@ -250,6 +255,7 @@ export class CredentialCache {
     metrics.credentialsState(role, credentials.expiration, fetchedAt);
     if (!fromUpstream) return;
     metrics.credentialsRefreshed(role, changed ? 'success' : 'unchanged');
+    if (changed) this.options.onChange?.();
     if (!changed) {
       logger.debug({ event: 'credentials_unchanged', role, ...describeCredentials(credentials) }, 'credentials unchanged');
     } else if (previous === undefined) {

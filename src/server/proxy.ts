@@ -10,6 +10,12 @@ import { VERSION } from '../version.js';
 import { CredentialCache } from '../cache/credentialCache.js';
 import { startBackgroundRefresher } from '../cache/backgroundRefresher.js';
 import { MetadataCache } from '../cache/metadataCache.js';
+import {
+  WarmStartWriter,
+  cleanStaleTempFiles,
+  readWarmStartFile,
+  warmStartEntriesFrom,
+} from '../cache/warmStartFile.js';
 import { DEFAULT_METADATA_TTLS } from '../cache/metadataPolicy.js';
 import { DEFAULT_REFRESH_SETTINGS, type RefreshSettings } from '../cache/refreshPolicy.js';
 import { ImdsClient } from '../upstream/imdsClient.js';
@@ -69,7 +75,9 @@ export async function startProxy(config: ProxyConfig, deps: ProxyDependencies = 
     logger,
     ...(deps.random ? { random: deps.random } : {}),
   });
-  const credentials = new CredentialCache({
+  const warmStart =
+    config.cacheFile === undefined ? undefined : new WarmStartWriter({ path: config.cacheFile, logger });
+  const credentials: CredentialCache = new CredentialCache({
     source: {
       listRoles: () => fetchRoleNames(upstream),
       fetchCredentials: (role) => fetchRoleCredentials(upstream, role),
@@ -79,7 +87,9 @@ export async function startProxy(config: ProxyConfig, deps: ProxyDependencies = 
     metrics,
     logger,
     ...(deps.random ? { random: deps.random } : {}),
+    ...(warmStart ? { onChange: () => warmStart.save(warmStartEntriesFrom(credentials.snapshot())) } : {}),
   });
+  if (config.cacheFile !== undefined) await warmStartFrom(config.cacheFile, credentials, config, clock, logger);
   const metadata = new MetadataCache({
     fetch: (path, route) => upstream.get(path, route),
     clock,
@@ -153,11 +163,32 @@ export async function startProxy(config: ProxyConfig, deps: ProxyDependencies = 
       closing ??= (async () => {
         refresher.stop();
         await Promise.all(servers.map((s) => closeGracefully(s, SHUTDOWN_GRACE_MS)));
+        await warmStart?.flush();
         logger.info({ event: 'stopped' }, 'imds-cache-proxy stopped');
       })();
       return closing;
     },
   };
+}
+
+/** Seeds the cache from the warm-start file when it passes every check; never throws. */
+async function warmStartFrom(
+  path: string,
+  credentials: CredentialCache,
+  config: ProxyConfig,
+  clock: Clock,
+  logger: Logger,
+): Promise<void> {
+  // Writers killed mid-write leave temp files behind; they hold secrets, so they go.
+  await cleanStaleTempFiles(path);
+  const read = await readWarmStartFile(path, { now: clock.now(), minValidityMs: config.refreshBeforeSeconds * 1000 });
+  if ('ignored' in read) {
+    const level = read.ignored === 'no file' ? 'info' : 'warn';
+    logger[level]({ event: 'warm_start_ignored', path, reason: read.ignored }, 'warm-start file not used; starting cold');
+    return;
+  }
+  const seeded = read.entries.filter((e) => credentials.seed(e.role, e.credentials, e.fetchedAt)).map((e) => e.role);
+  logger.info({ event: 'warm_start_loaded', path, roles: seeded }, 'credentials seeded from the warm-start file');
 }
 
 async function readContainerAuthToken(path: string): Promise<string> {

@@ -183,4 +183,30 @@ describe('CredentialCache', () => {
     expect(cache.seed('app-role', makeCredentials(clock.now() + HOUR), clock.now())).toBe(true);
     expect(cache.isReady()).toBe(true);
   });
+  it('tells onChange about new, rotated and removed credentials, not about seeds or unchanged refreshes', async () => {
+    const clock = new ManualClock();
+    const source = new FakeSource(makeCredentials(clock.now() + 6 * HOUR));
+    let changes = 0;
+    const cache = new CredentialCache({
+      source, clock, settings: S, metrics: new RecordingMetrics(), logger: silentLogger, random: () => 0.5,
+      onChange: () => changes++,
+    });
+    cache.seed('app-role', makeCredentials(clock.now() + 5 * HOUR), clock.now());
+    expect(changes).toBe(0);
+    clock.advance(S.maxAgeMs);
+    await cache.refreshIfDue();
+    expect(changes).toBe(1);
+    clock.advance(S.maxAgeMs);
+    await cache.refreshIfDue();
+    expect(changes).toBe(1);
+    source.credentials = makeCredentials(clock.now() + 6 * HOUR);
+    clock.advance(S.maxAgeMs);
+    await cache.refreshIfDue();
+    expect(changes).toBe(2);
+    source.roles = [];
+    clock.advance(S.maxAgeMs);
+    await cache.refreshIfDue();
+    expect(changes).toBe(3);
+    expect(cache.snapshot().entries.size).toBe(0);
+  });
 });
