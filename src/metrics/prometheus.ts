@@ -428,8 +428,8 @@ export class PrometheusMetrics implements MetricsRecorder {
 
   /**
    * Drops a role's series once it has left the instance profile, so its frozen expiration
-   * cannot fire alerts forever, and frees its place under MAX_ROLE_LABELS. The cache does not
-   * call this yet (MetricsRecorder has no such method); see docs/metrics.md.
+   * cannot fire alerts forever, and frees its place under MAX_ROLE_LABELS. A role that shares
+   * the overflow label, or was never seen, is left alone.
    */
   forgetRole(role: string): void {
     const state = this.roles.get(role);

@@ -41,6 +41,11 @@ export interface MetricsRecorder {
   credentialsRefreshed(role: string, outcome: RefreshOutcome): void;
   /** Called whenever the credentials cached for a role change; epoch milliseconds. */
   credentialsState(role: string, expiration: number, lastRefresh: number): void;
+  /**
+   * Called when a role has left the instance profile: its per-role series go, so a frozen
+   * expiration cannot keep alerts firing, and it no longer counts against the role-label cap.
+   */
+  forgetRole(role: string): void;
   tokenIssued(): void;
   tokenRejected(reason: TokenRejectionReason): void;
   upstreamTokenRefreshed(outcome: UpstreamTokenOutcome): void;
@@ -52,6 +57,7 @@ export const noopMetrics: MetricsRecorder = {
   upstreamRequest() {},
   credentialsRefreshed() {},
   credentialsState() {},
+  forgetRole() {},
   tokenIssued() {},
   tokenRejected() {},
   upstreamTokenRefreshed() {},

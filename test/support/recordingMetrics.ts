@@ -24,6 +24,9 @@ export class RecordingMetrics implements MetricsRecorder {
   credentialsState(role: string) {
     this.bump(`state:${role}`);
   }
+  forgetRole(role: string) {
+    this.bump(`forgetRole:${role}`);
+  }
   tokenIssued() {
     this.bump('tokenIssued');
   }
