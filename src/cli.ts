@@ -54,6 +54,10 @@ process.on('unhandledRejection', (reason) => {
   process.stderr.write(`imds-cache-proxy: unhandled rejection: ${firstLine(reason)}\n`);
   process.exit(1);
 });
+process.on('uncaughtException', (error) => {
+  process.stderr.write(`imds-cache-proxy: uncaught exception: ${firstLine(error)}\n`);
+  process.exit(1);
+});
 
 main(process.argv.slice(2)).then(
   (code) => {
