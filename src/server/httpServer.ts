@@ -4,6 +4,7 @@ import { getRequestListener } from '@hono/node-server';
 import type { Hono } from 'hono';
 import type { ListenAddress } from '../config.js';
 import { SERVER_HEADER_VALUE } from '../imds/protocol.js';
+import { imdsError } from './responses.js';
 
 export interface HttpServerOptions {
   /** Return false to refuse a client by its address before any route runs. */
@@ -41,13 +42,15 @@ function drainAwareResponse(flag: { draining: boolean }): typeof ServerResponse 
 export async function listen(app: Hono, address: ListenAddress, options: HttpServerOptions = {}): Promise<Server> {
   const handle = getRequestListener(app.fetch);
   const { allowSource } = options;
+  // IMDS's own 403 page, computed once; the connection is closed after it.
+  const forbidden = await imdsError(403).text();
   const listener =
     allowSource === undefined
       ? handle
       : (req: IncomingMessage, res: ServerResponse) => {
           if (allowSource(req.socket.remoteAddress)) return handle(req, res);
-          res.writeHead(403, { 'content-type': 'text/plain', server: SERVER_HEADER_VALUE, connection: 'close' });
-          res.end('403 - Forbidden: source address not allowed\n');
+          res.writeHead(403, { 'content-type': 'text/html', server: SERVER_HEADER_VALUE, connection: 'close' });
+          res.end(forbidden);
         };
   const flag = { draining: false };
   const server = createServer({ ...SERVER_LIMITS, ServerResponse: drainAwareResponse(flag) }, listener);
