@@ -112,4 +112,4 @@ export function closeGracefully(server: Server, graceMs: number): Promise<void> 
 }
 
 /** How long connections idle at shutdown are given to send one more request. */
-const IDLE_DRAIN_MS = 1_000;
+const IDLE_DRAIN_MS = 500;
