@@ -90,7 +90,7 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): ProxyC
   try {
     ({ values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false }));
   } catch (error) {
-    throw new UsageError(firstLine(error));
+    throw new UsageError(ambiguousValue(argv, error) ?? firstLine(error));
   }
 
   const config = defaultProxyConfig();
@@ -139,6 +139,17 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): ProxyC
     );
   }
   return config;
+}
+
+/**
+ * parseArgs refuses `--flag -1` as ambiguous, in a message naming neither the value nor the
+ * way out; say both, on one line, like every other bad value.
+ */
+function ambiguousValue(argv: string[], error: unknown): string | undefined {
+  const flag = /^Option '(--[a-z-]+)' argument is ambiguous/.exec(String((error as Error)?.message))?.[1];
+  const value = flag === undefined ? undefined : argv[argv.indexOf(flag) + 1];
+  if (flag === undefined || value === undefined) return undefined;
+  return `${flag}: a value starting with "-" must be given as ${flag}=VALUE, got "${value}"`;
 }
 
 export function parseListen(source: string, raw: string): ListenAddress {

@@ -47,6 +47,26 @@ describe('serve configuration', () => {
     }
   });
 
+  it('--max-connections: 8192 by default, from its flag or IMDS_PROXY_MAX_CONNECTIONS, a bad value named with the value', () => {
+    expect(parseServeConfig([], {}).maxConnections).toBe(8192);
+    expect(parseServeConfig(['--max-connections', '64'], {}).maxConnections).toBe(64);
+    expect(parseServeConfig([], { IMDS_PROXY_MAX_CONNECTIONS: '512' }).maxConnections).toBe(512);
+    expect(parseServeConfig(['--max-connections', '64'], { IMDS_PROXY_MAX_CONNECTIONS: '512' }).maxConnections).toBe(64);
+    expect(parseServeConfig([], { IMDS_PROXY_MAX_CONNECTIONS: '' }).maxConnections).toBe(8192);
+    for (const bad of ['0', '-1', '1.5', 'lots', '1e3', '1000001', ' 64']) {
+      expect(usageError(() => parseServeConfig([`--max-connections=${bad}`], {}))).toBe(
+        `--max-connections: expected a whole number from 1 to 1000000, got "${bad}"`,
+      );
+    }
+    // parseArgs takes `--flag -1` for a missing value; the message still names flag and value.
+    expect(usageError(() => parseServeConfig(['--max-connections', '-1'], {}))).toBe(
+      '--max-connections: a value starting with "-" must be given as --max-connections=VALUE, got "-1"',
+    );
+    expect(usageError(() => parseServeConfig([], { IMDS_PROXY_MAX_CONNECTIONS: '0' }))).toBe(
+      'IMDS_PROXY_MAX_CONNECTIONS: expected a whole number from 1 to 1000000, got "0"',
+    );
+  });
+
   it('keeps only the origin of the upstream URL', () => {
     expect(parseServeConfig(['--upstream', 'http://127.0.0.1:8170/'], {}).upstream).toBe('http://127.0.0.1:8170');
     expect(parseServeConfig(['--upstream', 'http://[fd00:ec2::254]'], {}).upstream).toBe('http://[fd00:ec2::254]');
