@@ -14,7 +14,7 @@ import {
   UPSTREAM_OUTCOMES,
   UPSTREAM_TOKEN_OUTCOMES,
 } from '../../src/metrics/prometheus.js';
-import type { RouteLabel } from '../../src/metrics/recorder.js';
+import type { MetricsRecorder, RouteLabel } from '../../src/metrics/recorder.js';
 
 const HAS_PROMTOOL = spawnSync('promtool', ['--version'], { stdio: 'ignore' }).status === 0;
 const SKIP_PROMTOOL = 'promtool not installed (apt-get install prometheus); CI installs it';
@@ -122,6 +122,17 @@ describe('PrometheusMetrics labels', () => {
     expect(expirations.map((s) => s.labels.role)).not.toContain(OVERFLOW_ROLE_LABEL);
     expect(await samplesOf(m, METRIC_NAMES.credentialsRefreshes)).toEqual([]);
     expect(valueOf(await samplesOf(m, METRIC_NAMES.credentialsLastRefresh), { role: 'newcomer' })).toBe(2_999_000_000);
+  });
+
+  it('forgetRole of a role sharing the overflow label leaves the shared series alone', async () => {
+    const m = bare();
+    // Through the interface, as the cache calls it.
+    const recorder: MetricsRecorder = m;
+    for (let i = 0; i <= MAX_ROLE_LABELS; i++) recorder.credentialsRefreshed(`role-${i}`, 'success');
+    recorder.forgetRole(`role-${MAX_ROLE_LABELS}`);
+    const refreshes = await samplesOf(m, METRIC_NAMES.credentialsRefreshes);
+    expect(valueOf(refreshes, { role: OVERFLOW_ROLE_LABEL, outcome: 'success' })).toBe(1);
+    expect(refreshes).toHaveLength(MAX_ROLE_LABELS + 1);
   });
 
   it('ignores values outside the recorder types instead of inventing series', async () => {
