@@ -20,6 +20,8 @@ export interface CachedCredentials {
   readonly credentials: RoleCredentials;
   /** The IMDS document, formatted once per fetch so the hit path only copies bytes. */
   readonly body: string;
+  /** `body`'s length in bytes, for the hit path's Content-Length. */
+  readonly bodyLength: number;
   readonly fetchedAt: number;
 }
 
@@ -105,14 +107,24 @@ export class CredentialCache {
     return { kind: 'found', roles: this.roles, body: this.roleListBody };
   }
 
+  /**
+   * The role's credentials if they can be served now, without waiting for anything: the
+   * hit path. Counted as a hit (or stale) only when found; otherwise nothing is recorded and
+   * the caller goes through `credentials()`.
+   */
+  peek(role: string): CachedCredentials | undefined {
+    const cached = this.entries.get(role);
+    if (cached === undefined || !isServable(cached.credentials, this.options.clock.now(), this.options.settings)) return undefined;
+    this.options.metrics.cache('credentials', this.consecutiveFailures > 0 ? 'stale' : 'hit');
+    this.nudge();
+    return cached;
+  }
+
   async credentials(role: string): Promise<CredentialsLookup> {
     const { clock, settings, metrics } = this.options;
-    const cached = this.entries.get(role);
-    if (cached !== undefined && isServable(cached.credentials, clock.now(), settings)) {
-      const result = this.consecutiveFailures > 0 ? 'stale' : 'hit';
-      metrics.cache('credentials', result);
-      this.nudge();
-      return { kind: 'found', entry: cached, result };
+    const cached = this.peek(role);
+    if (cached !== undefined) {
+      return { kind: 'found', entry: cached, result: this.consecutiveFailures > 0 ? 'stale' : 'hit' };
     }
     if (this.roles !== undefined && !this.roles.includes(role)) return { kind: 'not_found' };
 
@@ -251,7 +263,8 @@ export class CredentialCache {
     const { metrics, logger } = this.options;
     const previous = this.entries.get(role);
     const changed = previous === undefined || !sameCredentials(previous.credentials, credentials);
-    this.entries.set(role, { credentials, body: formatCredentialsDocument(credentials), fetchedAt });
+    const body = formatCredentialsDocument(credentials);
+    this.entries.set(role, { credentials, body, bodyLength: Buffer.byteLength(body), fetchedAt });
     metrics.credentialsState(role, credentials.expiration, fetchedAt);
     if (!fromUpstream) return;
     metrics.credentialsRefreshed(role, changed ? 'success' : 'unchanged');

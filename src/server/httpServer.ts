@@ -10,6 +10,8 @@ export interface HttpServerOptions {
   /** Return false to refuse a client by its address before any route runs. */
   allowSource?: (address: string | undefined) => boolean;
   maxConnections?: number;
+  /** Tried before the app on every allowed request; see hitPath.ts. */
+  hitPath?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }
 
 /** Limits that keep one misbehaving client from tying up the proxy (slow-loris, huge headers). */
@@ -40,8 +42,14 @@ function drainAwareResponse(flag: { draining: boolean }): typeof ServerResponse 
 
 /** A node:http server running a hono app, listening on `address`. */
 export async function listen(app: Hono, address: ListenAddress, options: HttpServerOptions = {}): Promise<Server> {
-  const handle = getRequestListener(app.fetch);
-  const { allowSource } = options;
+  const routed = getRequestListener(app.fetch);
+  const { allowSource, hitPath } = options;
+  const handle =
+    hitPath === undefined
+      ? routed
+      : (req: IncomingMessage, res: ServerResponse) => {
+          if (!hitPath(req, res)) return routed(req, res);
+        };
   // IMDS's own 403 page, computed once; the connection is closed after it.
   const forbidden = await imdsError(403).text();
   const listener =

@@ -23,6 +23,7 @@ import { fetchRoleCredentials, fetchRoleNames } from '../upstream/instanceProfil
 import { ClientTokenAuthority } from '../tokens/clientTokens.js';
 import { createProxyApp } from './app.js';
 import type { ProxyServices } from './context.js';
+import { credentialsHitPath } from './hitPath.js';
 import { boundPort, closeGracefully, listen } from './httpServer.js';
 import { createSourceFilter, isLoopbackHost } from './sourceFilter.js';
 import { UsageError } from '../usageError.js';
@@ -123,6 +124,8 @@ export async function startProxy(config: ProxyConfig, deps: ProxyDependencies = 
   const allowSource = createSourceFilter(config.allowCidrs);
   const server = await listen(createProxyApp(services), config.listen, {
     maxConnections: config.maxConnections,
+    // Request lines at debug are written by the app's middleware: then every request goes through it.
+    ...(logger.isLevelEnabled('debug') ? {} : { hitPath: credentialsHitPath(services) }),
     ...(allowSource ? { allowSource } : {}),
   });
   servers.push(server);

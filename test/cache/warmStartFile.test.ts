@@ -327,8 +327,8 @@ describe('warmStartEntriesFrom', () => {
   it('takes every listed role that has credentials', () => {
     const a = entry('a-role');
     const map = new Map([
-      ['a-role', { credentials: a.credentials, body: '', fetchedAt: a.fetchedAt }],
-      ['gone-role', { credentials: a.credentials, body: '', fetchedAt: a.fetchedAt }],
+      ['a-role', { credentials: a.credentials, body: '', bodyLength: 0, fetchedAt: a.fetchedAt }],
+      ['gone-role', { credentials: a.credentials, body: '', bodyLength: 0, fetchedAt: a.fetchedAt }],
     ]);
     const out = warmStartEntriesFrom({ roles: ['a-role', 'new-role'], entries: map });
     expect(out.map((e) => e.role)).toEqual(['a-role']);
