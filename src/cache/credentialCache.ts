@@ -192,7 +192,7 @@ export class CredentialCache {
 
   private async runRefresh(): Promise<void> {
     const { source, clock, settings, logger } = this.options;
-    let currentRole = 'unknown';
+    let currentRole: string | undefined;
     try {
       const roles = await source.listRoles();
       this.setRoles(roles);
@@ -218,12 +218,15 @@ export class CredentialCache {
     } catch (error) {
       this.consecutiveFailures++;
       this.nextRefreshAt = nextRefreshAfterFailure(this.consecutiveFailures, clock.now(), settings, this.random);
-      this.options.metrics.credentialsRefreshed(currentRole, 'failure');
+      // A failed listing is a failed refresh of every role we serve; 'unknown' only before
+      // any listing was ever read. Dashboards filter by role and must see it.
+      const failedRoles = currentRole !== undefined ? [currentRole] : this.roles?.length ? this.roles : ['unknown'];
+      for (const role of failedRoles) this.options.metrics.credentialsRefreshed(role, 'failure');
       const upstream = error instanceof UpstreamError;
       logger.warn(
         {
           event: this.consecutiveFailures === 1 ? 'upstream_degraded' : 'credential_refresh_failed',
-          role: currentRole,
+          role: currentRole ?? 'unknown',
           failure: upstream ? error.kind : 'internal_error',
           status: upstream ? error.status : undefined,
           reason: upstream ? error.message : String((error as Error)?.message ?? error),
@@ -252,6 +255,7 @@ export class CredentialCache {
     for (const role of this.entries.keys()) {
       if (!roles.includes(role)) {
         this.entries.delete(role);
+        this.options.metrics.forgetRole(role);
         removed = true;
         this.options.logger.info({ event: 'role_removed', role }, 'role no longer in the instance profile');
       }

@@ -187,8 +187,9 @@ describe('CredentialCache', () => {
     const clock = new ManualClock();
     const source = new FakeSource(makeCredentials(clock.now() + 6 * HOUR));
     let changes = 0;
+    const metrics = new RecordingMetrics();
     const cache = new CredentialCache({
-      source, clock, settings: S, metrics: new RecordingMetrics(), logger: silentLogger, random: () => 0.5,
+      source, clock, settings: S, metrics, logger: silentLogger, random: () => 0.5,
       onChange: () => changes++,
     });
     cache.seed('app-role', makeCredentials(clock.now() + 5 * HOUR), clock.now());
@@ -208,5 +209,22 @@ describe('CredentialCache', () => {
     await cache.refreshIfDue();
     expect(changes).toBe(3);
     expect(cache.snapshot().entries.size).toBe(0);
+    // Its metric series go with it, so no alert keeps firing on a role that is gone.
+    expect(metrics.count('forgetRole:app-role')).toBe(1);
+  });
+
+  it('counts a failed role listing as a failed refresh of the roles it serves', async () => {
+    const { clock, source, metrics, cache } = setup();
+    source.failWith('timeout');
+    await cache.refreshIfDue();
+    expect(metrics.count('refresh:unknown:failure')).toBe(1);
+    source.failWith(undefined);
+    clock.advance(S.maxAgeMs);
+    await cache.refreshIfDue();
+    source.failWith('timeout');
+    clock.advance(S.maxAgeMs);
+    await cache.refreshIfDue();
+    expect(metrics.count('refresh:app-role:failure')).toBe(1);
+    expect(metrics.count('refresh:unknown:failure')).toBe(1);
   });
 });
