@@ -139,7 +139,8 @@ export async function startProxy(config: ProxyConfig, deps: ProxyDependencies = 
       return new Response(body, { headers: { 'content-type': contentType } });
     });
     metricsApp.get('/healthz', () => new Response('ok\n'));
-    const metricsServer = await listen(metricsApp, config.metricsListen);
+    // Not behind --allow-cidr (Prometheus scrapes it from elsewhere), but capped like the rest.
+    const metricsServer = await listen(metricsApp, config.metricsListen, { maxConnections: config.maxConnections });
     servers.push(metricsServer);
     metricsUrl = `http://${formatListen({ host: config.metricsListen.host, port: boundPort(metricsServer) })}/metrics`;
   }
