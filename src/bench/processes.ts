@@ -1,0 +1,76 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const DIST = fileURLToPath(new URL('../', import.meta.url));
+
+export interface ChildServer {
+  url: string;
+  pid: number;
+  /** Resident set size now, in MiB, from /proc. */
+  rssMiB(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+// Servers this run started; none outlives it, whatever ends it.
+const children = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
+
+function wrap(child: ChildProcess, url: string): ChildServer {
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    url,
+    pid: child.pid ?? -1,
+    async rssMiB() {
+      const status = await readFile(`/proc/${child.pid}/status`, 'utf8');
+      const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN);
+      return Math.round((kb / 1024) * 10) / 10;
+    },
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** The proxy as users run it, `imds-cache-proxy serve`, in its own process. */
+export async function spawnProxy(upstream: string, extraArgs: string[] = [], waitFor: 'started' | 'ready' = 'ready'): Promise<ChildServer> {
+  const child = track(spawn(process.execPath, [`${DIST}cli.js`, 'serve', '--listen', '127.0.0.1:0', '--upstream', upstream, ...extraArgs], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }));
+  const url = await new Promise<string>((resolve, reject) => {
+    let listen: string | undefined;
+    const timer = setTimeout(() => reject(new Error(`proxy not ${waitFor} within 15 s`)), 15_000);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      let event: { event?: string; listen?: string } = {};
+      try {
+        event = JSON.parse(line) as typeof event;
+      } catch {
+        return;
+      }
+      if (event.event === 'started') listen = event.listen;
+      if (listen !== undefined && (waitFor === 'started' || event.event === 'ready')) {
+        clearTimeout(timer);
+        resolve(listen);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`proxy exited (${code})`)));
+  });
+  return wrap(child, url);
+}
+
+/** A bare node:http server answering `bodyFile`'s bytes. */
+export async function spawnBareServer(bodyFile: string): Promise<ChildServer> {
+  const child = track(spawn(process.execPath, [`${DIST}bench/bareServer.js`, bodyFile], { stdio: ['ignore', 'pipe', 'inherit'] }));
+  const port = await new Promise<string>((resolve) => createInterface({ input: child.stdout! }).once('line', resolve));
+  return wrap(child, `http://127.0.0.1:${port.trim()}`);
+}
+
+function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
