@@ -1,6 +1,6 @@
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
-import type { MetricsRecorder, RouteLabel } from '../metrics/recorder.js';
+import type { MetricsRecorder, RouteLabel, UpstreamOutcome } from '../metrics/recorder.js';
 import { backoffDelayMs } from './backoff.js';
 import { UpstreamError } from './errors.js';
 import { httpRequest, type UpstreamResponse } from './httpRequest.js';
@@ -67,28 +67,38 @@ export class ImdsClient {
   }
 
   private async exchange(path: string, route: RouteLabel, headers: Record<string, string>): Promise<UpstreamResponse> {
-    const { baseUrl, timeoutMs, metrics } = this.options;
+    const { baseUrl, timeoutMs } = this.options;
     const started = performance.now();
+    const outcome = (kind: UpstreamOutcome, status?: number) => this.record(route, kind, status, (performance.now() - started) / 1000);
     try {
       const response = await httpRequest({ method: 'GET', url: baseUrl + path, headers, timeoutMs });
-      const seconds = (performance.now() - started) / 1000;
       if (response.status === 429) {
-        metrics.upstreamRequest(route, 'throttled', seconds);
+        outcome('throttled', 429);
         throw new UpstreamError('throttled', `${route}: throttled (429)`, 429);
       }
       if (response.status >= 500) {
-        metrics.upstreamRequest(route, 'http_error', seconds);
+        outcome('http_error', response.status);
         throw new UpstreamError('http_error', `${route}: upstream answered ${response.status}`, response.status);
       }
       const ok = response.status < 400 || response.status === 404;
-      metrics.upstreamRequest(route, ok ? 'success' : 'http_error', seconds);
+      outcome(ok ? 'success' : 'http_error', response.status);
       return response;
     } catch (error) {
-      if (error instanceof UpstreamError) {
-        if (error.status === undefined) metrics.upstreamRequest(route, error.kind, (performance.now() - started) / 1000);
-        throw error;
-      }
+      if (error instanceof UpstreamError && error.status === undefined) outcome(error.kind);
       throw error;
     }
   }
+
+  /** Each exchange once: in metrics, and as one log line (route and status only, never a body). */
+  private record(route: RouteLabel, outcome: UpstreamOutcome, status: number | undefined, seconds: number): void {
+    const { metrics, logger } = this.options;
+    metrics.upstreamRequest(route, outcome, seconds);
+    // Credential fetches are a handful an hour: worth a line at info. Forwarded metadata is
+    // client-driven, so its successes stay at debug.
+    const level = outcome !== 'success' ? 'warn' : CREDENTIAL_ROUTES.has(route) ? 'info' : 'debug';
+    if (!logger.isLevelEnabled(level)) return;
+    logger[level]({ event: 'upstream_request', route, outcome, status, ms: Math.round(seconds * 10_000) / 10 }, 'upstream IMDS request');
+  }
 }
+
+const CREDENTIAL_ROUTES: ReadonlySet<RouteLabel> = new Set(['credentials_list', 'credentials', 'credentials_extended', 'iam_info']);

@@ -1,7 +1,7 @@
 import nock from 'nock';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
-import { silentLogger } from '../../src/log.js';
+import { createLogger, silentLogger } from '../../src/log.js';
 import { ImdsClient } from '../../src/upstream/imdsClient.js';
 import { UpstreamError } from '../../src/upstream/errors.js';
 import { fetchRoleCredentials, fetchRoleNames } from '../../src/upstream/instanceProfile.js';
@@ -216,5 +216,24 @@ describe('instance profile', () => {
     tokenOk();
     nock(UPSTREAM).get(`${CREDS}/`).reply(200, '<html>captive portal</html>');
     expect((await failure(fetchRoleNames(c))).kind).toBe('invalid_response');
+  });
+});
+
+describe('upstream request log', () => {
+  it('writes one line per exchange: credentials at info, failures at warn, no body', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger('info', { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const { client: c } = client(new ManualClock(), { logger, maxAttempts: 2 });
+    nock(UPSTREAM).put('/latest/api/token').reply(200, 'tok-1');
+    nock(UPSTREAM).get(`${CREDS}/`).reply(503).get(`${CREDS}/`).reply(200, 'app-role');
+    nock(UPSTREAM).get('/latest/meta-data/instance-id').reply(200, 'i-123');
+    expect((await c.get(`${CREDS}/`, 'credentials_list')).body).toBe('app-role');
+    await c.get('/latest/meta-data/instance-id', 'metadata');
+    const upstream = lines.filter((l) => l.event === 'upstream_request');
+    expect(upstream.map((l) => [l.level, l.route, l.outcome, l.status])).toEqual([
+      ['warn', 'credentials_list', 'http_error', 503],
+      ['info', 'credentials_list', 'success', 200],
+    ]);
+    expect(JSON.stringify(upstream)).not.toContain('app-role');
   });
 });
