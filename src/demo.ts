@@ -1,10 +1,7 @@
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { firstLine } from './config.js';
 import { formatTable } from './loadtest/report.js';
+import { spawnServe } from './serveProcess.js';
 import { runLoad } from './loadtest/runLoad.js';
 import type { LoadSummary } from './loadtest/summary.js';
 import { startSimulator, type SimulatorCounters } from './simulator/simulator.js';
@@ -54,7 +51,7 @@ export async function runDemoScenario(settings: DemoSettings, onPhase: (text: st
     // Let the bucket refill and the dropped connections drain, then start clean.
     await new Promise((r) => setTimeout(r, 1500));
     sim.resetCounters();
-    const proxy = await spawnProxy(sim.url);
+    const proxy = await spawnServe(sim.url);
     try {
       onPhase(`2/2  the same load through imds-cache-proxy for ${settings.durationSeconds} s ...`);
       const proxiedLoad = await load(proxy.url);
@@ -65,59 +62,6 @@ export async function runDemoScenario(settings: DemoSettings, onPhase: (text: st
   } finally {
     await sim.close();
   }
-}
-
-/**
- * The proxy as users run it: its own process (`imds-cache-proxy serve`), so the load
- * generator and the proxy do not share an event loop and the figures are the proxy's.
- */
-async function spawnProxy(upstream: string): Promise<{ url: string; close(): Promise<void> }> {
-  // src/ and dist/ sit side by side, so this names the built CLI from either (tests run src/).
-  const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
-  if (!existsSync(cli)) throw new Error(`${cli} is missing: build first (npm run build; npm run demo does)`);
-  // No inherited IMDS_PROXY_* settings: a cache file or metrics address meant for the host's
-  // real proxy would mix the demo's credentials into it, or collide with it.
-  const child = spawn(process.execPath, [cli, 'serve', '--listen', '127.0.0.1:0', '--upstream', upstream, '--log-level', 'info'], {
-    env: { PATH: process.env.PATH ?? '' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const close = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await exited;
-  };
-  try {
-    const url = await whenReady(child.stdout, exited);
-    return { url, close };
-  } catch (error) {
-    await close();
-    throw error;
-  }
-}
-
-/** The address from serve's `started` event, once its `ready` event says it serves. */
-function whenReady(stdout: NodeJS.ReadableStream, exited: Promise<void>): Promise<string> {
-  return new Promise<string>((resolve, reject) => {
-    let listen: string | undefined;
-    const timer = setTimeout(() => reject(new Error('the proxy did not become ready within 15 s')), 15_000);
-    createInterface({ input: stdout }).on('line', (line) => {
-      let event: { event?: string; listen?: string } = {};
-      try {
-        event = JSON.parse(line) as typeof event;
-      } catch {
-        return;
-      }
-      if (event.event === 'started') listen = event.listen;
-      if (event.event === 'ready' && listen !== undefined) {
-        clearTimeout(timer);
-        resolve(listen);
-      }
-    });
-    void exited.then(() => {
-      clearTimeout(timer);
-      reject(new Error('the proxy exited before it was ready'));
-    });
-  });
 }
 
 export function formatDemoResult({ settings, direct, proxied }: DemoResult): string {

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { spawnServe } from '../serveProcess.js';
 
 const DIST = fileURLToPath(new URL('../', import.meta.url));
 
@@ -38,28 +39,8 @@ function wrap(child: ChildProcess, url: string): ChildServer {
 
 /** The proxy as users run it, `imds-cache-proxy serve`, in its own process. */
 export async function spawnProxy(upstream: string, extraArgs: string[] = [], waitFor: 'started' | 'ready' = 'ready'): Promise<ChildServer> {
-  const child = track(spawn(process.execPath, [`${DIST}cli.js`, 'serve', '--listen', '127.0.0.1:0', '--upstream', upstream, ...extraArgs], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  }));
-  const url = await new Promise<string>((resolve, reject) => {
-    let listen: string | undefined;
-    const timer = setTimeout(() => reject(new Error(`proxy not ${waitFor} within 15 s`)), 15_000);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      let event: { event?: string; listen?: string } = {};
-      try {
-        event = JSON.parse(line) as typeof event;
-      } catch {
-        return;
-      }
-      if (event.event === 'started') listen = event.listen;
-      if (listen !== undefined && (waitFor === 'started' || event.event === 'ready')) {
-        clearTimeout(timer);
-        resolve(listen);
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`proxy exited (${code})`)));
-  });
-  return wrap(child, url);
+  const proxy = await spawnServe(upstream, extraArgs, waitFor);
+  return wrap(track(proxy.child), proxy.url);
 }
 
 /** A bare node:http server answering `bodyFile`'s bytes. */
