@@ -115,16 +115,21 @@ export class CredentialCache {
   peek(role: string): CachedCredentials | undefined {
     const cached = this.entries.get(role);
     if (cached === undefined || !isServable(cached.credentials, this.options.clock.now(), this.options.settings)) return undefined;
-    this.options.metrics.cache('credentials', this.consecutiveFailures > 0 ? 'stale' : 'hit');
+    this.options.metrics.cache('credentials', this.cachedResult());
     this.nudge();
     return cached;
+  }
+
+  /** What serving from the cache counts as: stale while refreshes are failing. */
+  private cachedResult(): 'hit' | 'stale' {
+    return this.consecutiveFailures > 0 ? 'stale' : 'hit';
   }
 
   async credentials(role: string): Promise<CredentialsLookup> {
     const { clock, settings, metrics } = this.options;
     const cached = this.peek(role);
     if (cached !== undefined) {
-      return { kind: 'found', entry: cached, result: this.consecutiveFailures > 0 ? 'stale' : 'hit' };
+      return { kind: 'found', entry: cached, result: this.cachedResult() };
     }
     if (this.roles !== undefined && !this.roles.includes(role)) return { kind: 'not_found' };
 
