@@ -1,16 +1,13 @@
-import { constants as fsConstants } from 'node:fs';
-import { lstat, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
-import { basename as pathBasename, dirname, join } from 'node:path';
-// Type-only imports: this module has no runtime dependency outside node: built-ins, so the
-// crash test can transpile it alone and run it in a child process.
+// Type-only imports besides privateFile: the crash test transpiles the two modules alone and
+// runs them in a child process.
 import type { RoleCredentials } from '../imds/credentials.js';
 import type { CachedCredentials } from './credentialCache.js';
+import { readPrivateFile, writePrivateFile } from './privateFile.js';
 
 /**
  * The warm-start file (`--cache-file`): the cached credentials, kept across restarts so a
  * restart does not send every role back to IMDS. The file holds secrets: it is written 0600,
- * atomically (temp file, fsync, rename), and read back only if it is ours, private, well
+ * atomically (src/cache/privateFile.ts), and read back only if it is ours, private, well
  * formed and still worth serving. Anything else is ignored with a reason that names no secret.
  * See docs/warm-start.md.
  */
@@ -39,13 +36,9 @@ export const WARM_START_MAX_BYTES = 64 * 1024;
 
 const MAX_ENTRIES = 64;
 /** Credentials strings: printable ASCII without spaces (key ids, base64 secrets and tokens). */
-const TOKEN_CHARS = /^[\x21-\x7e]+$/;
+const PRINTABLE_ASCII = /^[\x21-\x7e]+$/;
 /** IAM role names: up to 64 of `[\w+=,.@-]`. */
 const ROLE_NAME = /^[\w+=,.@-]{1,64}$/;
-
-// ---------------------------------------------------------------------------------------
-// Pure: the document format and its validation.
-// ---------------------------------------------------------------------------------------
 
 interface StoredCredentials {
   accessKeyId: string;
@@ -124,11 +117,11 @@ function parseEntry(raw: unknown, opts: { now: number; minValidityMs: number }):
   const limits = { accessKeyId: 128, secretAccessKey: 1024, token: 16384 } as const;
   for (const field of ['accessKeyId', 'secretAccessKey', 'token'] as const) {
     const v = c[field];
-    if (typeof v !== 'string' || v.length > limits[field] || !TOKEN_CHARS.test(v)) {
+    if (typeof v !== 'string' || v.length > limits[field] || !PRINTABLE_ASCII.test(v)) {
       return `credentials.${field} missing or malformed`;
     }
   }
-  if (typeof c.type !== 'string' || c.type.length > 64 || !TOKEN_CHARS.test(c.type)) {
+  if (typeof c.type !== 'string' || c.type.length > 64 || !PRINTABLE_ASCII.test(c.type)) {
     return 'credentials.type missing or malformed';
   }
   if (c.accountId !== undefined && (typeof c.accountId !== 'string' || !/^\d{1,32}$/.test(c.accountId))) {
@@ -175,160 +168,16 @@ export function warmStartEntriesFrom(snapshot: {
   return out;
 }
 
-// ---------------------------------------------------------------------------------------
-// I/O: reading, atomic writing, stale temp files.
-// ---------------------------------------------------------------------------------------
-
-/**
- * Reads the warm-start file. Never throws: any failure is `{ ignored: reason }`.
- *
- * The file is opened with O_NOFOLLOW and checked with fstat on the open descriptor, so the
- * checks apply to the very file that is read (no lstat-then-open race).
- */
+/** Reads and validates the warm-start file. Never throws: any failure is `{ ignored: reason }`. */
 export async function readWarmStartFile(path: string, opts: WarmStartReadOptions): Promise<WarmStartReadResult> {
-  let handle: FileHandle | undefined;
-  try {
-    try {
-      // O_NONBLOCK: opening a FIFO planted at `path` must not hang the start.
-      handle = await open(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return { ignored: 'no file' };
-      if (code === 'ELOOP') return { ignored: 'is a symbolic link' };
-      return { ignored: `cannot open (${code ?? 'unknown error'})` };
-    }
-    const st = await handle.stat();
-    if (!st.isFile()) return { ignored: 'not a regular file' };
-    const uid = opts.uid ?? process.getuid?.();
-    if (uid !== undefined && st.uid !== uid) return { ignored: `owned by uid ${st.uid}, not ${uid}` };
-    if ((st.mode & 0o077) !== 0) {
-      return { ignored: `mode ${(st.mode & 0o777).toString(8).padStart(4, '0')} is open to group or others (want 0600)` };
-    }
-    if (st.size > WARM_START_MAX_BYTES) return { ignored: `larger than ${WARM_START_MAX_BYTES} bytes` };
-    // Read at most one byte past the limit, whatever fstat said: the size may have changed.
-    const buffer = Buffer.alloc(WARM_START_MAX_BYTES + 1);
-    let length = 0;
-    for (;;) {
-      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
-      if (bytesRead === 0) break;
-      length += bytesRead;
-      if (length === buffer.length) return { ignored: `larger than ${WARM_START_MAX_BYTES} bytes` };
-    }
-    if (length === 0) return { ignored: 'empty file' };
-    return parseWarmStartDocument(buffer.toString('utf8', 0, length), opts);
-  } catch (error) {
-    return { ignored: `cannot read (${(error as NodeJS.ErrnoException).code ?? 'unknown error'})` };
-  } finally {
-    await handle?.close().catch(() => undefined);
-  }
+  const read = await readPrivateFile(path, { maxBytes: WARM_START_MAX_BYTES, ...(opts.uid !== undefined ? { uid: opts.uid } : {}) });
+  return 'ignored' in read ? read : parseWarmStartDocument(read.text, opts);
 }
 
-/** Temp files of this process's writes in progress: `cleanStaleTempFiles` leaves them alone. */
-const inFlightTempFiles = new Set<string>();
-/** Per path, the tail of the write queue: one process's writes never interleave. */
-const writeQueues = new Map<string, Promise<void>>();
-
-/**
- * Writes the file atomically: a 0600 temp file in the same directory, fsync, rename over
- * `path`, fsync the directory (best effort). A crash at any moment leaves the old file or
- * the new one, never a torn one. Writes to one path from this process run one after
- * another in call order, so the last call wins. The directory must exist.
- */
+/** Writes the file atomically, 0600; writes to one path run in call order, so the last call wins. */
 export function writeWarmStartFile(path: string, entries: readonly WarmStartEntry[]): Promise<void> {
-  const body = formatWarmStartDocument(entries);
-  const previous = writeQueues.get(path) ?? Promise.resolve();
-  const mine = previous.catch(() => undefined).then(() => writeAtomically(path, body));
-  const tail = mine.catch(() => undefined);
-  writeQueues.set(path, tail);
-  void tail.then(() => {
-    if (writeQueues.get(path) === tail) writeQueues.delete(path);
-  });
-  return mine;
+  return writePrivateFile(path, formatWarmStartDocument(entries));
 }
-
-async function writeAtomically(path: string, body: string): Promise<void> {
-  const temp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  inFlightTempFiles.add(temp);
-  let handle: FileHandle | undefined;
-  try {
-    handle = await open(temp, 'wx', 0o600);
-    // The umask may have narrowed the mode; never widened it. Make it exactly 0600.
-    await handle.chmod(0o600);
-    await handle.writeFile(body, 'utf8');
-    await handle.sync();
-    await handle.close();
-    handle = undefined;
-    await rename(temp, path);
-  } catch (error) {
-    await handle?.close().catch(() => undefined);
-    await unlink(temp).catch(() => undefined);
-    throw error;
-  } finally {
-    inFlightTempFiles.delete(temp);
-  }
-  await syncDirectory(dirname(path));
-}
-
-/** Makes the rename itself durable. Best effort: some filesystems refuse fsync on a directory. */
-async function syncDirectory(dir: string): Promise<void> {
-  let handle: FileHandle | undefined;
-  try {
-    handle = await open(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
-    await handle.sync();
-  } catch {
-    // ignored
-  } finally {
-    await handle?.close().catch(() => undefined);
-  }
-}
-
-/**
- * Removes temp files a killed writer left next to `path` (`<name>.<pid>.<hex>.tmp`), unless
- * they belong to a live process or to a write of this process in progress. They never
- * affect reading (the reader opens only `path`); this only keeps the directory tidy.
- * Returns how many were removed. Never throws.
- */
-export async function cleanStaleTempFiles(path: string): Promise<number> {
-  const dir = dirname(path);
-  const prefix = `${pathBasename(path)}.`;
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch {
-    return 0;
-  }
-  let removed = 0;
-  for (const name of names) {
-    if (!name.startsWith(prefix)) continue;
-    const m = /^(\d+)\.[0-9a-f]+\.tmp$/.exec(name.slice(prefix.length));
-    if (m === null) continue;
-    const full = join(dir, name);
-    if (inFlightTempFiles.has(full)) continue;
-    const pid = Number(m[1]);
-    if (pid !== process.pid && isAlive(pid)) continue;
-    try {
-      if (!(await lstat(full)).isFile()) continue;
-      await unlink(full);
-      removed++;
-    } catch {
-      // gone already, or not ours to remove
-    }
-  }
-  return removed;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-// ---------------------------------------------------------------------------------------
-// The writer the cache drives: coalesces saves, one write at a time, flush on shutdown.
-// ---------------------------------------------------------------------------------------
 
 export interface WarmStartWriterOptions {
   path: string;
@@ -342,15 +191,15 @@ export interface WarmStartWriterOptions {
 
 /**
  * Call `save(entries)` after every change of the cached credentials; the latest entries are
- * written once, `debounceMs` after the first unwritten save (saves in between replace them,
- * they do not postpone the write). At most one write runs at a time; a save during a write is
- * written after it. `flush()` writes anything pending now and resolves when nothing is left
- * to write. Write failures are logged, never thrown: the file is an optimisation.
+ * written once, `debounceMs` after the first unwritten save (later saves replace them, they do
+ * not postpone the write). One write at a time; a save during a write is written after it.
+ * `flush()` writes anything pending now and resolves when nothing is left to write. Write
+ * failures are logged, never thrown: the file is an optimisation.
  */
 export class WarmStartWriter {
   private pending: readonly WarmStartEntry[] | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
+  private writing: Promise<void> | undefined;
   private readonly debounceMs: number;
   private readonly write: (path: string, entries: readonly WarmStartEntry[]) => Promise<void>;
 
@@ -361,44 +210,35 @@ export class WarmStartWriter {
 
   save(entries: readonly WarmStartEntry[]): void {
     this.pending = entries;
-    if (this.timer === undefined && this.running === undefined) this.arm();
+    this.timer ??= setTimeout(() => void this.flush(), this.debounceMs).unref();
   }
 
   async flush(): Promise<void> {
     // Loop: a save may land while the write we waited for was running.
-    while (this.running !== undefined || this.pending !== undefined) {
-      if (this.running === undefined) this.start();
-      await this.running;
+    while (this.writing !== undefined || this.pending !== undefined) {
+      if (this.writing === undefined) this.writing = this.writeLogged(this.takePending());
+      await this.writing;
     }
   }
 
-  private arm(): void {
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.start();
-    }, this.debounceMs);
-    this.timer.unref();
-  }
-
-  private start(): void {
-    const entries = this.pending;
-    if (entries === undefined || this.running !== undefined) return;
-    if (this.timer !== undefined) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
+  private takePending(): readonly WarmStartEntry[] {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const entries = this.pending ?? [];
     this.pending = undefined;
-    this.running = this.write(this.options.path, entries)
-      .catch((error: unknown) => {
-        const e = error as NodeJS.ErrnoException;
-        this.options.logger?.warn(
-          { event: 'warm_start_write_failed', code: e?.code ?? 'unknown', path: this.options.path },
-          'could not write the warm-start file; restarts will fetch from IMDS',
-        );
-      })
-      .finally(() => {
-        this.running = undefined;
-        if (this.pending !== undefined && this.timer === undefined) this.arm();
-      });
+    return entries;
+  }
+
+  private async writeLogged(entries: readonly WarmStartEntry[]): Promise<void> {
+    try {
+      await this.write(this.options.path, entries);
+    } catch (error) {
+      this.options.logger?.warn(
+        { event: 'warm_start_write_failed', code: (error as NodeJS.ErrnoException)?.code ?? 'unknown', path: this.options.path },
+        'could not write the warm-start file; restarts will fetch from IMDS',
+      );
+    } finally {
+      this.writing = undefined;
+    }
   }
 }

@@ -10,12 +10,8 @@ import { VERSION } from '../version.js';
 import { CredentialCache } from '../cache/credentialCache.js';
 import { startBackgroundRefresher } from '../cache/backgroundRefresher.js';
 import { MetadataCache } from '../cache/metadataCache.js';
-import {
-  WarmStartWriter,
-  cleanStaleTempFiles,
-  readWarmStartFile,
-  warmStartEntriesFrom,
-} from '../cache/warmStartFile.js';
+import { WarmStartWriter, readWarmStartFile, warmStartEntriesFrom } from '../cache/warmStartFile.js';
+import { removeStaleTempFiles } from '../cache/privateFile.js';
 import { DEFAULT_METADATA_TTLS } from '../cache/metadataPolicy.js';
 import { DEFAULT_REFRESH_SETTINGS, type RefreshSettings } from '../cache/refreshPolicy.js';
 import { ImdsClient } from '../upstream/imdsClient.js';
@@ -184,7 +180,7 @@ async function warmStartFrom(
   logger: Logger,
 ): Promise<void> {
   // Writers killed mid-write leave temp files behind; they hold secrets, so they go.
-  await cleanStaleTempFiles(path);
+  await removeStaleTempFiles(path);
   const read = await readWarmStartFile(path, { now: clock.now(), minValidityMs: config.refreshBeforeSeconds * 1000 });
   if ('ignored' in read) {
     const level = read.ignored === 'no file' ? 'info' : 'warn';

@@ -1,13 +1,17 @@
 import { spawn } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { threadId } from 'node:worker_threads';
+import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RoleCredentials } from '../../src/imds/credentials.js';
+import { removeStaleTempFiles } from '../../src/cache/privateFile.js';
 import {
-  cleanStaleTempFiles,
   formatWarmStartDocument,
   readWarmStartFile,
   WARM_START_MAX_BYTES,
@@ -127,6 +131,42 @@ describe('warm-start file: write and read', () => {
     await rm(path, { recursive: true });
     await writeWarmStartFile(path, [entry('app-role')]);
     expect('entries' in (await readWarmStartFile(path, READ))).toBe(true);
+  });
+
+  it('replaces a symbolic link at the path with a file, never writing through it', async () => {
+    const dir = await freshDir();
+    const outside = join(await freshDir(), 'victim.txt');
+    await writeFile(outside, 'untouched');
+    const path = join(dir, 'credentials.json');
+    await symlink(outside, path);
+    await writeWarmStartFile(path, [entry('app-role')]);
+    expect((await lstat(path)).isFile()).toBe(true);
+    expect(await readFile(outside, 'utf8')).toBe('untouched');
+    expect('entries' in (await readWarmStartFile(path, READ))).toBe(true);
+  });
+
+  it('writes no secret into a link planted at the predictable temp name', async () => {
+    const dir = await freshDir();
+    const path = join(dir, 'credentials.json');
+    await writeWarmStartFile(path, [entry('app-role')]);
+    const before = await readFile(path, 'utf8');
+    // write-file-atomic names its temp file sha1(its file, pid, thread, call count): the next
+    // one can be worked out from the one it reports now.
+    const require = createRequire(import.meta.url);
+    const wfa = require('write-file-atomic') as { _getTmpname(name: string): string };
+    const hashOf = (n: number) =>
+      createHash('sha1').update(require.resolve('write-file-atomic')).update(String(process.pid)).update(String(threadId)).update(String(n)).digest().readUInt32BE(0);
+    const current = Number(wfa._getTmpname(path).slice(path.length + 1));
+    const count = Array.from({ length: 100_000 }, (_, i) => i + 1).find((n) => hashOf(n) === current);
+    expect(count).toBeDefined();
+    const outside = join(await freshDir(), 'attacker-readable.txt');
+    await writeFile(outside, 'planted');
+    await symlink(outside, `${path}.${hashOf(count! + 1)}`);
+    const secrets = secretsOf([entry('app-role')]);
+    await expect(writeWarmStartFile(path, [entry('app-role')])).rejects.toThrow(/temp file/);
+    expect(secrets.some((s) => readFileSync(outside, 'utf8').includes(s))).toBe(false);
+    expect(await readFile(path, 'utf8')).toBe(before);
+    expect(await readdir(dir)).toEqual(['credentials.json']);
   });
 
   it('ignores a missing file', async () => {
@@ -307,19 +347,23 @@ describe('warm-start file: write and read', () => {
   });
 });
 
-describe('cleanStaleTempFiles', () => {
-  it('removes temp files of dead writers and of this process, keeps live writers’ and unrelated files', async () => {
+describe('removeStaleTempFiles', () => {
+  it('removes the temp files killed writers left (ours, regular files), keeps everything else', async () => {
     const dir = await freshDir();
     const path = join(dir, 'credentials.json');
     await writeWarmStartFile(path, [entry('app-role')]);
-    const dead = 'credentials.json.999999999.00ff.tmp'; // above any pid_max
-    const ours = `credentials.json.${process.pid}.abcdef.tmp`;
-    const live = `credentials.json.${process.ppid}.abcdef.tmp`;
-    const unrelated = ['other.json.999999999.00ff.tmp', 'credentials.json.bak'];
-    for (const name of [dead, ours, live, ...unrelated]) await writeFile(join(dir, name), 'partial');
-    expect(await cleanStaleTempFiles(path)).toBe(2);
-    expect((await readdir(dir)).sort()).toEqual(['credentials.json', live, ...unrelated].sort());
-    expect(await cleanStaleTempFiles(join(dir, 'missing-dir', 'x.json'))).toBe(0);
+    // write-file-atomic's `<name>.<uint32>`, and the `<name>.<pid>.<hex>.tmp` of earlier versions.
+    const stale = ['credentials.json.3735928559', 'credentials.json.12345.00ff.tmp'];
+    const unrelated = ['other.json.3735928559', 'credentials.json.bak', 'credentials.json.token-key'];
+    for (const name of [...stale, ...unrelated]) await writeFile(join(dir, name), 'partial');
+    // A link with a temp file's name is not a file of ours: neither it nor its target goes.
+    const outside = join(await freshDir(), 'keep.txt');
+    await writeFile(outside, 'keep');
+    await symlink(outside, join(dir, 'credentials.json.42'));
+    expect(await removeStaleTempFiles(path)).toBe(2);
+    expect((await readdir(dir)).sort()).toEqual(['credentials.json', 'credentials.json.42', ...unrelated].sort());
+    expect(await readFile(outside, 'utf8')).toBe('keep');
+    expect(await removeStaleTempFiles(join(dir, 'missing-dir', 'x.json'))).toBe(0);
   });
 });
 
@@ -447,17 +491,25 @@ describe('WarmStartWriter', () => {
 
 describe('warm-start file: crash safety', () => {
   const FIXTURE = fileURLToPath(new URL('../fixtures/warmStartWriteLoop.mjs', import.meta.url));
-  const SOURCE = fileURLToPath(new URL('../../src/cache/warmStartFile.ts', import.meta.url));
+  const SOURCES = ['warmStartFile', 'privateFile'];
+  const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
-  /** The module under test, transpiled alone (it has no runtime imports but node: built-ins). */
+  /**
+   * The modules under test, transpiled into `dir` (their only runtime imports are each other,
+   * node: built-ins and packages, which resolve through a node_modules link).
+   */
   async function transpiled(dir: string): Promise<string> {
-    const out = ts.transpileModule(await readFile(SOURCE, 'utf8'), {
-      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, verbatimModuleSyntax: true },
-    });
-    expect(out.outputText).not.toMatch(/^import .* from '\.{1,2}\//m);
-    const file = join(dir, 'warmStartFile.mjs');
-    await writeFile(file, out.outputText);
-    return file;
+    for (const name of SOURCES) {
+      const out = ts.transpileModule(await readFile(join(REPO, 'src/cache', `${name}.ts`), 'utf8'), {
+        compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, verbatimModuleSyntax: true },
+      });
+      const relative = [...out.outputText.matchAll(/^import .* from '(\.{1,2}\/[^']*)'/gm)].map((m) => m[1]);
+      expect(relative.every((r) => SOURCES.some((s) => r === `./${s}.js`))).toBe(true);
+      await writeFile(join(dir, `${name}.js`), out.outputText);
+    }
+    await writeFile(join(dir, 'package.json'), '{"type":"module"}');
+    await symlink(join(REPO, 'node_modules'), join(dir, 'node_modules'));
+    return join(dir, 'warmStartFile.js');
   }
 
   function runUntilKilled(modulePath: string, cachePath: string, inputPath: string, delayMs: number): Promise<string> {
@@ -518,7 +570,7 @@ describe('warm-start file: crash safety', () => {
       expect(unreadable).toBe(0);
 
       // Leftover temp files (from kills mid-write) never stopped the next start; now tidy up.
-      await cleanStaleTempFiles(cachePath);
+      await removeStaleTempFiles(cachePath);
       expect(await readdir(dataDir)).toEqual(['credentials.json']);
     },
     60_000,
