@@ -17,6 +17,7 @@ import { DEFAULT_REFRESH_SETTINGS, type RefreshSettings } from '../cache/refresh
 import { ImdsClient } from '../upstream/imdsClient.js';
 import { fetchRoleCredentials, fetchRoleNames } from '../upstream/instanceProfile.js';
 import { ClientTokenAuthority } from '../tokens/clientTokens.js';
+import { loadTokenKey, tokenKeyPathFor } from '../tokens/tokenKeyFile.js';
 import { createProxyApp } from './app.js';
 import type { ProxyServices } from './context.js';
 import { credentialsHitPath } from './hitPath.js';
@@ -99,7 +100,11 @@ export async function startProxy(config: ProxyConfig, deps: ProxyDependencies = 
     clock,
     logger,
     metrics,
-    tokens: new ClientTokenAuthority(clock),
+    // With a cache file the key is kept beside it, so tokens survive a restart.
+    tokens: new ClientTokenAuthority(
+      clock,
+      config.cacheFile === undefined ? undefined : await loadTokenKey(tokenKeyPathFor(config.cacheFile), clock, logger),
+    ),
     credentials,
     metadata,
     clientTokens: config.clientTokens,

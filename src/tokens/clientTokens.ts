@@ -8,9 +8,12 @@ import type { Clock } from '../clock.js';
  * A token is `base64url(version | expiry | nonce | HMAC-SHA256(key, version | expiry | nonce))`.
  * Nothing is stored per token: a flood of token requests neither grows memory nor evicts
  * the tokens of well-behaved clients ("no practical limit on the number of concurrent tokens").
- * The key is random per process, so tokens do not survive a restart, exactly as IMDS tokens
- * do not survive a stop/start; SDKs fetch a new one on 401.
+ * The key is random per process, so tokens do not survive a restart (SDKs fetch a new one on
+ * 401), unless a cache file is configured: then the key is kept beside it (tokenKeyFile.ts).
  */
+
+/** HMAC-SHA256 key length. */
+export const TOKEN_KEY_BYTES = 32;
 
 const VERSION = 1;
 const EXPIRY_BYTES = 8;
@@ -36,7 +39,7 @@ export class ClientTokenAuthority {
 
   constructor(
     private readonly clock: Clock,
-    key: Buffer = randomBytes(32),
+    key: Buffer = randomBytes(TOKEN_KEY_BYTES),
   ) {
     this.key = key;
   }
