@@ -198,7 +198,7 @@ describe('deploy/systemd/imds-cache-proxy.service', () => {
     expect(redirect.Service?.RemainAfterExit).toEqual(['yes']);
     const script = '/usr/local/lib/node_modules/imds-cache-proxy/deploy/host/imds-redirect.sh';
     expect(redirect.Service?.ExecStart).toEqual([`/bin/bash ${script} install --proxy-user ${one('User')}`]);
-    expect(redirect.Service?.ExecStop).toEqual([`/bin/bash ${script} remove`]);
+    expect(redirect.Service?.ExecStop?.at(-1)).toBe(`/bin/bash ${script} remove`);
     // Where npm -g puts the package whose bin is ExecStart='s /usr/local/bin/imds-cache-proxy.
     expect(one('ExecStart').startsWith('/usr/local/bin/')).toBe(true);
   });
@@ -258,4 +258,149 @@ describe('deploy/systemd/imds-cache-proxy.service', () => {
     },
     90_000,
   );
+});
+
+describe('deploy/systemd/imds-cache-proxy-redirect.service', () => {
+  const REDIRECT_TEXT = readFileSync(join(DIR, 'imds-cache-proxy-redirect.service'), 'utf8');
+  const redirect = parseUnit(REDIRECT_TEXT).Service ?? {};
+  const SCRIPT = fileURLToPath(new URL('../../deploy/host/imds-redirect.sh', import.meta.url));
+  const SANDBOX = fileURLToPath(new URL('../fixtures/unitSandbox.sh', import.meta.url));
+  const IS_ROOT = process.getuid?.() === 0;
+  const CAN_SANDBOX =
+    IS_ROOT &&
+    HAS_ANALYZE &&
+    has('unshare', '-n', '-m', 'true') &&
+    has('setpriv', '--version') &&
+    has('iptables', '--version') &&
+    has('python3', '-c', 'import ctypes; ctypes.CDLL("libseccomp.so.2")');
+  const SKIP_SANDBOX =
+    'needs root, unshare (a private network namespace), setpriv, iptables, python3 with libseccomp.so.2 and systemd-analyze';
+  const HAS_LEGACY = CAN_SANDBOX && has('iptables-legacy', '--version');
+  const FAMILIES: Record<string, number> = { AF_UNIX: 1, AF_INET: 2, AF_INET6: 10, AF_NETLINK: 16 };
+
+  it('is sandboxed down to what iptables needs', () => {
+    const expected: Record<string, string> = {
+      NoNewPrivileges: 'yes',
+      ProtectSystem: 'strict',
+      CapabilityBoundingSet: 'CAP_NET_ADMIN CAP_NET_RAW',
+      AmbientCapabilities: '',
+      ProtectHome: 'yes',
+      PrivateTmp: 'yes',
+      ProcSubset: 'pid',
+      ProtectProc: 'invisible',
+      RestrictAddressFamilies: 'AF_INET AF_NETLINK AF_UNIX',
+      SystemCallErrorNumber: 'EPERM',
+      IPAddressDeny: 'any',
+      UMask: '0077',
+    };
+    for (const [key, value] of Object.entries(expected)) expect(redirect[key]?.at(-1), key).toBe(value);
+    // Root, because the script insists and the tables are the host's; no user namespace either.
+    expect(redirect.User).toBeUndefined();
+    expect(redirect.PrivateUsers).toBeUndefined();
+    expect(redirect.PrivateNetwork).toBeUndefined();
+    // The legacy backend's lock, created outside the sandbox before each run.
+    expect(redirect.ExecStartPre).toEqual(['+/bin/touch /run/xtables.lock']);
+    expect(redirect.ExecStop?.[0]).toBe('+/bin/touch /run/xtables.lock');
+  });
+
+  it.skipIf(!HAS_ANALYZE)(`systemd-analyze security rates its exposure OK (9.6 before hardening)${note(HAS_ANALYZE, SKIP_ANALYZE)}`, () => {
+    const path = join(DIR, 'imds-cache-proxy-redirect.service');
+    const result = spawnSync('systemd-analyze', ['security', '--offline=yes', '--no-pager', path], { encoding: 'utf8' });
+    const level = /Overall exposure level for imds-cache-proxy-redirect\.service: ([\d.]+)/.exec(`${result.stdout}${result.stderr}`);
+    expect(level, result.stderr).not.toBeNull();
+    expect(Number(level![1])).toBeLessThanOrEqual(2.0);
+  });
+
+  /** Every system call a SystemCallFilter= group list allows, as systemd-analyze expands it. */
+  function syscallsOf(items: string[]): Set<string> {
+    const listing = spawnSync('systemd-analyze', ['syscall-filter', '--no-pager'], { encoding: 'utf8' }).stdout;
+    const groups = new Map<string, string[]>();
+    let current: string[] | undefined;
+    for (const line of listing.split('\n')) {
+      if (line.startsWith('@')) groups.set(line.split(/\s/)[0]!, (current = []));
+      else if (/^ {4}[@\w]/.test(line)) current?.push(line.trim());
+    }
+    const expand = (item: string): string[] => (item.startsWith('@') ? (groups.get(item) ?? []).flatMap(expand) : [item]);
+    return new Set(items.flatMap(expand));
+  }
+
+  /**
+   * Plays systemd's part for the unit's commands, in a private network namespace (the host's
+   * rules are never touched) and a private /run: "+" commands as they are, the rest under
+   * test/fixtures/unitSandbox.sh with the unit's capabilities, writable paths, system-call
+   * filter and address families. Returns the exit status and what iptables holds after
+   * ExecStart= and after ExecStop=.
+   */
+  function runUnit(text: string, backend: string) {
+    const service = parseUnit(text).Service ?? {};
+    const last = (key: string) => service[key]?.at(-1) ?? '';
+    const filters = service.SystemCallFilter ?? [];
+    const allowed = syscallsOf(filters.filter((f) => !f.startsWith('~')).flatMap((f) => f.split(/\s+/)));
+    for (const name of syscallsOf(filters.filter((f) => f.startsWith('~')).flatMap((f) => f.slice(1).split(/\s+/)))) allowed.delete(name);
+    const env = {
+      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+      IMDS_REDIRECT_IPTABLES: backend,
+      SANDBOX_CAPS: last('CapabilityBoundingSet').split(/\s+/).filter(Boolean).map((c) => `+${c.replace(/^CAP_/, '').toLowerCase()}`).join(','),
+      SANDBOX_RW_PATHS: (service.ReadWritePaths ?? []).map((p) => p.replace(/^-/, '')).join(' '),
+      SANDBOX_ERRNO: last('SystemCallErrorNumber') === 'EPERM' ? '1' : '',
+      SANDBOX_SYSCALLS: [...allowed].join(','),
+      SANDBOX_FAMILIES: last('RestrictAddressFamilies').split(/\s+/).map((f) => String(FAMILIES[f])).join(','),
+    };
+    expect(env.SANDBOX_ERRNO).toBe('1');
+    const command = (line: string) => {
+      // The script from this checkout; a uid, since the proxy's user need not exist here.
+      const words = line.replace(/\S*\/deploy\/host\/imds-redirect\.sh/, SCRIPT).replace('--proxy-user imds-cache-proxy', '--proxy-user 4242');
+      return words.startsWith('+') ? words.slice(1) : `unshare -m ${SANDBOX} ${words}`;
+    };
+    const script = [
+      'set -e',
+      'mount --make-rprivate /',
+      'mount -t tmpfs -o mode=0755 tmpfs /run',
+      ...(service.ExecStartPre ?? []).map(command),
+      command(last('ExecStart')),
+      "echo '--- after start'",
+      `${backend} -t nat -S`,
+      ...(service.ExecStop ?? []).map(command),
+      "echo '--- after stop'",
+      `${backend} -t nat -S`,
+    ].join('\n');
+    const result = spawnSync('unshare', ['-n', '-m', 'bash', '-c', script], { encoding: 'utf8', env, timeout: 30_000, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = `${result.stdout}${result.stderr}`;
+    return {
+      status: result.status,
+      out,
+      afterStart: out.split('--- after start')[1]?.split('--- after stop')[0] ?? '',
+      afterStop: out.split('--- after stop')[1] ?? '',
+    };
+  }
+
+  const backends = ['iptables', 'iptables-legacy'];
+  it.skipIf(!CAN_SANDBOX).each(backends)(
+    `${'%s'}: the redirect script installs and removes its rules under the unit's own sandbox${note(CAN_SANDBOX, SKIP_SANDBOX)}`,
+    (backend) => {
+      if (backend === 'iptables-legacy' && !HAS_LEGACY) return;
+      const run = runUnit(REDIRECT_TEXT, backend);
+      expect(run.status, run.out).toBe(0);
+      expect(run.afterStart).toMatch(/^-A OUTPUT -d 169\.254\.169\.254\/32 .*-j IMDS_CACHE_PROXY$/m);
+      expect(run.afterStart).toMatch(/^-A IMDS_CACHE_PROXY -m owner --uid-owner 4242 -j RETURN$/m);
+      expect(run.afterStop).not.toContain('IMDS_CACHE_PROXY');
+      expect(run.afterStop).toMatch(/^-P OUTPUT ACCEPT$/m);
+    },
+  );
+
+  // The same runs with one setting narrowed: each fails, so the sandbox above was really applied.
+  const narrowed: [string, string, (text: string) => string, RegExp][] = [
+    ['without the lock file made first', 'iptables-legacy', (t) => t.replace(/^Exec(StartPre|Stop)=\+\/bin\/touch .*$/gm, ''), /Read-only file system/],
+    ['without CAP_NET_RAW', 'iptables-legacy', (t) => t.replace('CAP_NET_ADMIN CAP_NET_RAW', 'CAP_NET_ADMIN'), /Permission denied|Table does not exist/],
+    ['without AF_NETLINK', 'iptables', (t) => t.replace('AF_INET AF_NETLINK AF_UNIX', 'AF_INET AF_UNIX'), /Failed to initialize nft/],
+    ['without @network-io', 'iptables', (t) => t.replace('~@privileged @resources', '~@privileged @resources @network-io'), /not permitted|Permission denied/],
+  ];
+  it.skipIf(!CAN_SANDBOX).each(narrowed)(`fails %s (%s): the sandbox bites${note(CAN_SANDBOX, SKIP_SANDBOX)}`, (_name, backend, narrow, why) => {
+    if (backend === 'iptables-legacy' && !HAS_LEGACY) return;
+    const text = narrow(REDIRECT_TEXT);
+    expect(text).not.toBe(REDIRECT_TEXT);
+    const run = runUnit(text, backend);
+    expect(run.status, run.out).not.toBe(0);
+    expect(run.out).toMatch(why);
+  });
 });
