@@ -1,8 +1,14 @@
+import { existsSync, mkdtempSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { firstLine } from './config.js';
+import { renderReportHtml } from './loadtest/htmlReport.js';
 import { formatTable } from './loadtest/report.js';
+import { describeMachine, loadResult, type LoadResult } from './loadtest/result.js';
 import { spawnServe } from './serveProcess.js';
-import { runLoad } from './loadtest/runLoad.js';
+import { runLoadTest, type LoadOptions } from './loadtest/runLoad.js';
 import type { LoadSummary } from './loadtest/summary.js';
 import { startSimulator, type SimulatorCounters } from './simulator/simulator.js';
 import { UsageError } from './usageError.js';
@@ -22,6 +28,8 @@ export const DEMO_PRESETS: Record<'standard' | 'quick', DemoSettings> = {
 
 export interface DemoRun {
   load: LoadSummary;
+  /** The same run with its time series, for the report. */
+  result: LoadResult;
   imds: SimulatorCounters;
 }
 
@@ -41,12 +49,15 @@ const credentialFetchesServed = (c: SimulatorCounters) => c.byRoute.credentials?
 export async function runDemoScenario(settings: DemoSettings, onPhase: (text: string) => void = () => {}): Promise<DemoResult> {
   const sim = await startSimulator({ port: 0, roles: ['demo-role'], throttleRps: settings.throttleRps, throttleMode: 'drop' });
   try {
-    const load = (target: string) =>
-      runLoad({ target, clients: settings.clients, durationSeconds: settings.durationSeconds, timeoutMs: settings.timeoutMs });
+    const machine = describeMachine();
+    const load = async (target: string) => {
+      const options: LoadOptions = { target, clients: settings.clients, durationSeconds: settings.durationSeconds, timeoutMs: settings.timeoutMs };
+      const run = await runLoadTest(options);
+      return { load: run.summary, result: loadResult(options, run, machine) };
+    };
 
     onPhase(`1/2  ${settings.clients} fresh processes straight at the throttled IMDS for ${settings.durationSeconds} s ...`);
-    const directLoad = await load(sim.url);
-    const direct = { load: directLoad, imds: sim.counters() };
+    const direct = { ...(await load(sim.url)), imds: sim.counters() };
 
     // Let the bucket refill and the dropped connections drain, then start clean.
     await new Promise((r) => setTimeout(r, 1500));
@@ -54,8 +65,8 @@ export async function runDemoScenario(settings: DemoSettings, onPhase: (text: st
     const proxy = await spawnServe(sim.url);
     try {
       onPhase(`2/2  the same load through imds-cache-proxy for ${settings.durationSeconds} s ...`);
-      const proxiedLoad = await load(proxy.url);
-      return { settings, direct, proxied: { load: proxiedLoad, imds: sim.counters() } };
+      const proxied = { ...(await load(proxy.url)), imds: sim.counters() };
+      return { settings, direct, proxied };
     } finally {
       await proxy.close();
     }
@@ -91,22 +102,52 @@ export function formatDemoResult({ settings, direct, proxied }: DemoResult): str
   ].join('\n');
 }
 
+/** Both runs in one page, direct first. */
+export function renderDemoReport({ settings, direct, proxied }: DemoResult): string {
+  const served = (r: DemoRun) => `; IMDS saw ${r.imds.total} requests and served ${credentialFetchesServed(r.imds)} credentials fetch(es)`;
+  return renderReportHtml(
+    [
+      { title: `Direct to IMDS${served(direct)}`, result: direct.result },
+      { title: `Through imds-cache-proxy${served(proxied)}`, result: proxied.result },
+    ],
+    {
+      title: 'imds-cache-proxy demo: IMDS throttling, direct and through the proxy',
+      intro:
+        `A simulated IMDS throttled to ${settings.throttleRps} requests/s (excess dropped, as on EC2), loaded by ${settings.clients} ` +
+        `concurrent fresh SDK-like processes for ${settings.durationSeconds} s, first directly, then through the proxy.`,
+    },
+  );
+}
+
 /** `imds-cache-proxy demo` (= `npm run demo`). */
 export async function runDemo(argv: string[]): Promise<number> {
   let values;
   try {
-    ({ values } = parseArgs({ args: argv, options: { quick: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
+    ({ values } = parseArgs({
+      args: argv,
+      options: { quick: { type: 'boolean' }, json: { type: 'boolean' }, report: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+    }));
   } catch (error) {
     throw new UsageError(firstLine(error));
   }
   if (values.help) {
-    process.stdout.write('Usage: imds-cache-proxy demo [--quick] [--json]\n\nIMDS throttling, direct and through the proxy, on loopback only.\n');
+    process.stdout.write(
+      'Usage: imds-cache-proxy demo [--quick] [--json] [--report FILE.html]\n\nIMDS throttling, direct and through the proxy, on loopback only.\n' +
+        'Writes an HTML report of both runs (default: a new temporary directory) and prints its path.\n',
+    );
     return 0;
+  }
+  if (values.report !== undefined && (values.report === '' || !existsSync(dirname(resolve(values.report))))) {
+    throw new UsageError(`--report: no such directory for "${values.report}"`);
   }
   const result = await runDemoScenario(values.quick ? DEMO_PRESETS.quick : DEMO_PRESETS.standard, (text) => process.stderr.write(`${text}\n`));
   process.stdout.write(`\n${formatDemoResult(result)}\n`);
+  const reportFile = values.report ?? join(mkdtempSync(join(tmpdir(), 'imds-cache-proxy-demo-')), 'report.html');
+  await writeFile(reportFile, renderDemoReport(result));
+  process.stdout.write(`\nReport: ${resolve(reportFile)}\n`);
   if (values.json) {
-    const run = (r: DemoRun) => ({ ...r.load, imds_requests: r.imds.total, imds_credentials_served: credentialFetchesServed(r.imds) });
+    const run = (r: DemoRun) => ({ ...r.load, series: r.result.series, imds_requests: r.imds.total, imds_credentials_served: credentialFetchesServed(r.imds) });
     process.stdout.write(`${JSON.stringify({ direct: run(result.direct), proxied: run(result.proxied) })}\n`);
   }
   return 0;

@@ -2,8 +2,16 @@ import { parseArgs } from 'node:util';
 import { firstLine } from '../config.js';
 import { isLoopbackHost } from '../server/sourceFilter.js';
 import { UsageError } from '../usageError.js';
-import { formatSummary } from './report.js';
-import { LOAD_LIMITS, runLoad, type LoadOptions } from './runLoad.js';
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { renderReportHtml } from './htmlReport.js';
+import { rampRates } from './knee.js';
+import { LiveProgress, type ProgressStream } from './progress.js';
+import { formatLoadResult } from './report.js';
+import { loadResult } from './result.js';
+import { LOAD_LIMITS, runLoadTest, type Arrivals, type LoadOptions } from './runLoad.js';
+import { round } from './summary.js';
 
 export const LOADTEST_HELP = `Usage: imds-cache-proxy loadtest --target URL [options]
 
@@ -11,15 +19,39 @@ Simulates fresh short-lived SDK processes: each opens a new connection, PUTs a t
 GETs the role list and the credentials, with the SDKs' timeout.
 
   --target URL         the IMDS or proxy to load, e.g. http://127.0.0.1:8169 (required)
-  --clients N          concurrent processes (default 50, at most ${LOAD_LIMITS.clients})
-  --duration S         seconds (default 10, at most ${LOAD_LIMITS.durationSeconds})
+One of three shapes of load:
+  --clients N          closed loop: N processes, each starting anew when its fetch ends
+                       (default 50, at most ${LOAD_LIMITS.clients})
+  --rate N             open loop: N new processes a second, whatever the earlier ones
+                       are doing (at most ${LOAD_LIMITS.ratePerS}); latency counts from when each was due
+  --ramp FROM:TO       open loop, the rate in equal steps from FROM to TO over --duration;
+                       reports the knee: the highest rate with under 1% of fetches failed
+  --steps N            steps of the ramp (default 10)
+  --max-clients N      open loop: fetches in flight at most (default 1000); an arrival
+                       beyond it is counted as failed, "not started"
+And:
+  --duration S         seconds, decimals allowed (default 10, at most ${LOAD_LIMITS.durationSeconds})
   --requests N         stop after N credential fetches
   --timeout-ms MS      per request (default 1000, as the SDKs)
-  --json               print one JSON object on the last line
+  --json               stdout carries one JSON object alone (summary, time series, steps,
+                       knee); the table goes to stderr
+  --report FILE.html   write a self-contained HTML report with charts
   --allow-remote-target  allow a target that is not loopback (never point this at IMDS)
+
+A live status line appears once a second on a terminal (stderr with --json). Ctrl-C stops
+the load, lets fetches in flight finish and prints the summary of what ran (exit code 130);
+a second Ctrl-C quits at once.
 `;
 
-export function parseLoadtestArgs(argv: string[]): { options: LoadOptions; json: boolean; help: boolean } {
+export interface LoadtestArgs {
+  options: LoadOptions;
+  json: boolean;
+  help: boolean;
+  /** --report: where to write the HTML report. */
+  reportFile?: string;
+}
+
+export function parseLoadtestArgs(argv: string[]): LoadtestArgs {
   let values;
   try {
     ({ values } = parseArgs({
@@ -27,10 +59,15 @@ export function parseLoadtestArgs(argv: string[]): { options: LoadOptions; json:
       options: {
         target: { type: 'string' },
         clients: { type: 'string' },
+        rate: { type: 'string' },
+        ramp: { type: 'string' },
+        steps: { type: 'string' },
+        'max-clients': { type: 'string' },
         duration: { type: 'string' },
         requests: { type: 'string' },
         'timeout-ms': { type: 'string' },
         json: { type: 'boolean' },
+        report: { type: 'string' },
         'allow-remote-target': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -43,6 +80,12 @@ export function parseLoadtestArgs(argv: string[]): { options: LoadOptions; json:
     if (raw === undefined) return fallback;
     if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
       throw new UsageError(`--${flag}: expected a whole number from ${min} to ${max}, got "${raw}"`);
+    }
+    return Number(raw);
+  };
+  const positive = (flag: string, raw: string, max: number, shown = raw): number => {
+    if (!/^\d+(\.\d+)?$/.test(raw) || !(Number(raw) > 0) || Number(raw) > max) {
+      throw new UsageError(`--${flag}: expected a number above 0 and at most ${max}, got "${shown}"`);
     }
     return Number(raw);
   };
@@ -62,31 +105,99 @@ export function parseLoadtestArgs(argv: string[]): { options: LoadOptions; json:
       `--target: "${values.target}" is not a loopback address; load tests belong on servers you run here (add --allow-remote-target to insist, never against real IMDS)`,
     );
   }
+
+  if (values.rate !== undefined && values.ramp !== undefined) throw new UsageError('--ramp: give either --rate or --ramp, not both');
+  const openLoop = values.rate !== undefined || values.ramp !== undefined;
+  if (openLoop && values.clients !== undefined) {
+    throw new UsageError(`--clients: sets the closed loop; --${values.rate !== undefined ? 'rate' : 'ramp'} sets an open one (use --max-clients to bound it)`);
+  }
+  if (!openLoop && values['max-clients'] !== undefined) throw new UsageError('--max-clients: bounds an open loop; give --rate or --ramp too');
+  if (values.ramp === undefined && values.steps !== undefined) throw new UsageError('--steps: goes with --ramp');
+
+  const durationSeconds = values.duration === undefined ? 10 : positive('duration', values.duration, LOAD_LIMITS.durationSeconds);
+  let arrivals: Arrivals | undefined;
+  if (openLoop) {
+    let rates: number[];
+    if (values.rate !== undefined) {
+      rates = [positive('rate', values.rate, LOAD_LIMITS.ratePerS)];
+    } else {
+      const match = /^([^:]+):([^:]+)$/.exec(values.ramp!);
+      if (match === null) throw new UsageError(`--ramp: expected FROM:TO fetches per second, e.g. 10:200, got "${values.ramp}"`);
+      const from = positive('ramp', match[1]!, LOAD_LIMITS.ratePerS, values.ramp);
+      const to = positive('ramp', match[2]!, LOAD_LIMITS.ratePerS, values.ramp);
+      if (!(from < to)) throw new UsageError(`--ramp: FROM must be below TO, got "${values.ramp}"`);
+      const steps = whole('steps', values.steps, 10, 2, 1000);
+      if ((durationSeconds * 1000) / steps < 100) {
+        throw new UsageError(`--steps: ${steps} steps over ${durationSeconds} s leave under 0.1 s a step, got "${steps}"`);
+      }
+      rates = rampRates(from, to, steps);
+    }
+    arrivals = { ratesPerS: rates, maxClients: whole('max-clients', values['max-clients'], 1000, 1, LOAD_LIMITS.clients) };
+  }
+
+  const reportFile = values.report;
+  if (reportFile !== undefined) {
+    if (reportFile === '' || reportFile.endsWith('/')) throw new UsageError(`--report: expected a file name, got "${reportFile}"`);
+    const dir = dirname(resolve(reportFile));
+    if (!existsSync(dir)) throw new UsageError(`--report: no such directory "${dir}"`);
+  }
   const requests = values.requests === undefined ? undefined : whole('requests', values.requests, 0, 1, 100_000_000);
   return {
     options: {
       target: url.origin,
-      clients: whole('clients', values.clients, 50, 1, LOAD_LIMITS.clients),
-      durationSeconds: whole('duration', values.duration, 10, 1, LOAD_LIMITS.durationSeconds),
+      clients: openLoop ? 0 : whole('clients', values.clients, 50, 1, LOAD_LIMITS.clients),
+      ...(arrivals !== undefined ? { arrivals } : {}),
+      durationSeconds,
       timeoutMs: whole('timeout-ms', values['timeout-ms'], 1000, 1, LOAD_LIMITS.timeoutMs),
       ...(requests !== undefined ? { maxFetches: requests } : {}),
     },
     json: values.json ?? false,
     help,
+    ...(reportFile !== undefined ? { reportFile } : {}),
   };
 }
 
+/** The offered load at a moment of the run, for the status line. */
+function offeredAt(options: LoadOptions): (elapsedSeconds: number) => string {
+  const rates = options.arrivals?.ratesPerS;
+  if (rates === undefined) return () => `${options.clients} clients`;
+  const stepSeconds = options.durationSeconds / rates.length;
+  return (elapsed) => `rate ${round(rates[Math.min(rates.length - 1, Math.floor(elapsed / stepSeconds))]!)}/s`;
+}
+
 /** `imds-cache-proxy loadtest`. */
-export async function runLoadtestCommand(argv: string[]): Promise<number> {
-  const { options, json, help } = parseLoadtestArgs(argv);
+export async function runLoadtestCommand(argv: string[], io: { stdout: ProgressStream; stderr: ProgressStream } = process): Promise<number> {
+  const { options, json, help, reportFile } = parseLoadtestArgs(argv);
   if (help) {
-    process.stdout.write(LOADTEST_HELP);
+    io.stdout.write(LOADTEST_HELP);
     return 0;
   }
-  const summary = await runLoad(options);
-  process.stdout.write(
-    `${options.clients} fresh-process clients against ${options.target} for ${summary.duration_s} s\n\n${formatSummary(summary)}\n`,
-  );
-  if (json) process.stdout.write(`${JSON.stringify(summary)}\n`);
-  return 0;
+  // With --json, stdout is for the JSON alone: people pipe it into jq.
+  const human = json ? io.stderr : io.stdout;
+  const progress = new LiveProgress(human, options.durationSeconds, offeredAt(options));
+  const stop = new AbortController();
+  const onInterrupt = () => {
+    // Once: a second Ctrl-C finds no handler and ends the process at once.
+    process.off('SIGINT', onInterrupt);
+    progress.stop();
+    io.stderr.write('\nstopping: letting fetches in flight finish (Ctrl-C again to quit now)\n');
+    stop.abort();
+  };
+  process.on('SIGINT', onInterrupt);
+  let run;
+  try {
+    progress.start();
+    run = await runLoadTest({ ...options, signal: stop.signal, onResult: (r) => progress.record(r) });
+  } finally {
+    progress.stop();
+    process.off('SIGINT', onInterrupt);
+  }
+  const result = loadResult(options, run);
+  human.write(`${formatLoadResult(result)}\n`);
+  if (reportFile !== undefined) {
+    await writeFile(reportFile, renderReportHtml([{ title: 'loadtest', result }]));
+    human.write(`report: ${resolve(reportFile)}\n`);
+  }
+  if (json) io.stdout.write(`${JSON.stringify(result)}\n`);
+  return run.interrupted ? 130 : 0;
 }

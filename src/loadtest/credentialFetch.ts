@@ -5,15 +5,18 @@ import { CREDENTIALS_PREFIX, TOKEN_HEADER, TOKEN_PATH, TOKEN_TTL_HEADER } from '
 /**
  * Why a credential fetch failed. `bad_document` is a 200 whose body is not credentials (an
  * IMDS error document, malformed JSON): an SDK fails on it, so it is no completed fetch.
+ * `not_started`: an open-loop arrival that found --max-clients fetches in flight; the process
+ * it stands for got no credentials either, so it counts, with no latency and no request.
  */
-export type FetchFailure = 'timeout' | 'throttled' | 'http_error' | 'connection_error' | 'bad_document';
+export type FetchFailure = 'timeout' | 'throttled' | 'http_error' | 'connection_error' | 'bad_document' | 'not_started';
 
-export const FETCH_FAILURES: readonly FetchFailure[] = ['timeout', 'throttled', 'http_error', 'connection_error', 'bad_document'];
+export const FETCH_FAILURES: readonly FetchFailure[] = ['timeout', 'throttled', 'http_error', 'connection_error', 'bad_document', 'not_started'];
 
 export interface FetchResult {
   /** HTTP requests this fetch sent, each counted once whatever became of it. */
   requests: number;
   failure: FetchFailure | undefined;
+  /** From the intended start (open loop: the schedule's), so a late start costs latency. */
   latencyMs: number;
 }
 
@@ -31,12 +34,13 @@ class RequestFailure extends Error {
 /**
  * What a fresh SDK process does for credentials: a new connection, PUT a token, GET the role
  * list, GET the role's credentials, each request with the SDKs' timeout. The first failure
- * ends the fetch, as it ends the SDK's attempt.
+ * ends the fetch, as it ends the SDK's attempt. `intendedStart` (performance.now() time) is
+ * when the fetch was due; latency counts from it, not from when the generator got round to it.
  */
-export async function fetchCredentialsLikeAFreshProcess(target: string, timeoutMs: number): Promise<FetchResult> {
+export async function fetchCredentialsLikeAFreshProcess(target: string, timeoutMs: number, intendedStart?: number): Promise<FetchResult> {
   // One socket for the whole fetch and none shared with another fetch: a new process.
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-  const started = performance.now();
+  const started = intendedStart ?? performance.now();
   let requests = 0;
   const send = (method: 'GET' | 'PUT', path: string, headers: Record<string, string>): Promise<Answer> =>
     new Promise<Answer>((resolve, reject) => {

@@ -1,40 +1,196 @@
-import { fetchCredentialsLikeAFreshProcess } from './credentialFetch.js';
-import { LoadRecorder, type LoadSummary } from './summary.js';
+import { fetchCredentialsLikeAFreshProcess, type FetchResult } from './credentialFetch.js';
+import { LoadRecorder, round, type LoadSummary } from './summary.js';
+
+/** Open loop: fresh processes arrive on a schedule, whatever the earlier ones are doing. */
+export interface Arrivals {
+  /** Offered credential fetches per second, one rate per equal step of the duration. */
+  ratesPerS: number[];
+  /** Fetches in flight at most; an arrival beyond it is counted as `not_started`. */
+  maxClients: number;
+}
 
 export interface LoadOptions {
   /** Base URL of an IMDS (or the proxy), e.g. http://127.0.0.1:8169. */
   target: string;
-  /** Concurrent simulated processes. */
+  /** Closed loop: this many simulated processes, each starting its next fetch when one ends. */
   clients: number;
+  /** Open loop instead of `clients` when given. */
+  arrivals?: Arrivals;
+  /** Whole or fractional seconds. */
   durationSeconds: number;
   /** Stop after this many credential fetches in all, if sooner. */
   maxFetches?: number;
   timeoutMs: number;
+  /** Stops new fetches (Ctrl-C); those in flight finish, each bounded by its timeouts. */
+  signal?: AbortSignal;
+  /** Every fetch's result as it ends, for live progress. */
+  onResult?: (result: FetchResult) => void;
+}
+
+/** One second of the run, by when fetches ended; `offered` counts fetches due to start in it. */
+export interface SeriesPoint {
+  t_s: number;
+  /** Length of this second that the run lasted (the last one is partial). */
+  span_s: number;
+  offered: number;
+  completed: number;
+  failed: number;
+  timeouts: number;
+  throttled: number;
+  http_errors: number;
+  connection_errors: number;
+  bad_documents: number;
+  not_started: number;
+  p50_ms: number;
+  p90_ms: number;
+  p99_ms: number;
+}
+
+/** One step of an open-loop run, by when fetches were due: `rate_per_s` is completed per second. */
+export interface StepResult extends LoadSummary {
+  offered_per_s: number;
+  /** Failed fetches in percent of the step's fetches. */
+  failed_pct: number;
+}
+
+export interface LoadRun {
+  summary: LoadSummary;
+  /** Stopped by the signal before the duration was spent. */
+  interrupted: boolean;
+  series: SeriesPoint[];
+  /** Open loop only: one row per step that began. */
+  steps: StepResult[];
 }
 
 /** Hard ceilings whatever the caller asks: every load loop ends by itself. */
-export const LOAD_LIMITS = { clients: 10_000, durationSeconds: 600, timeoutMs: 60_000 };
+export const LOAD_LIMITS = { clients: 10_000, durationSeconds: 600, timeoutMs: 60_000, ratePerS: 20_000 };
+
+/** Closed-loop summary only: what the benchmark and older callers need. */
+export async function runLoad(options: LoadOptions): Promise<LoadSummary> {
+  return (await runLoadTest(options)).summary;
+}
 
 /**
- * Runs `clients` simulated fresh processes back to back until the duration (or the fetch
- * budget) is spent. Fetches in flight at the end finish (each is bounded by its timeouts).
+ * Runs simulated fresh processes until the duration (or the fetch budget) is spent or the
+ * signal stops it: closed loop (`clients` back to back) or open loop (`arrivals`). Fetches in
+ * flight at the end finish (each is bounded by its timeouts) and are counted.
  */
-export async function runLoad(options: LoadOptions): Promise<LoadSummary> {
-  const clients = Math.min(options.clients, LOAD_LIMITS.clients);
+export async function runLoadTest(options: LoadOptions): Promise<LoadRun> {
   const durationMs = Math.min(options.durationSeconds, LOAD_LIMITS.durationSeconds) * 1000;
   const timeoutMs = Math.min(options.timeoutMs, LOAD_LIMITS.timeoutMs);
   const maxFetches = options.maxFetches ?? Number.POSITIVE_INFINITY;
-  const recorder = new LoadRecorder();
+  const { signal } = options;
+  const total = new LoadRecorder();
+  const bySecond: LoadRecorder[] = [];
+  const offeredBySecond: number[] = [];
+  const rates = options.arrivals?.ratesPerS.map((r) => Math.min(r, LOAD_LIMITS.ratePerS)) ?? [];
+  const bySteps = rates.map(() => new LoadRecorder());
+  const stepMs = rates.length > 0 ? durationMs / rates.length : durationMs;
   const started = performance.now();
   const endsAt = started + durationMs;
   let begun = 0;
 
-  const client = async () => {
-    while (performance.now() < endsAt && begun < maxFetches) {
-      begun++;
-      recorder.record(await fetchCredentialsLikeAFreshProcess(options.target, timeoutMs));
-    }
+  const offer = (dueAt: number) => {
+    begun++;
+    const second = Math.floor((dueAt - started) / 1000);
+    offeredBySecond[second] = (offeredBySecond[second] ?? 0) + 1;
   };
-  await Promise.all(Array.from({ length: clients }, client));
-  return recorder.summarize((performance.now() - started) / 1000);
+  const record = (result: FetchResult, step: number | undefined) => {
+    total.record(result);
+    const second = Math.floor((performance.now() - started) / 1000);
+    (bySecond[second] ??= new LoadRecorder()).record(result);
+    if (step !== undefined) bySteps[step]!.record(result);
+    options.onResult?.(result);
+  };
+  const fetch = (dueAt: number) => fetchCredentialsLikeAFreshProcess(options.target, timeoutMs, dueAt);
+
+  // When new fetches stopped: the end of the duration, Ctrl-C, or the fetch budget.
+  let stoppedAt = endsAt;
+  let abortedAt: number | undefined;
+  const onAbort = () => (abortedAt = performance.now());
+  signal?.addEventListener('abort', onAbort, { once: true });
+  let stepsBegun = 0;
+  if (options.arrivals === undefined) {
+    const client = async () => {
+      while (performance.now() < endsAt && begun < maxFetches && !signal?.aborted) {
+        const now = performance.now();
+        offer(now);
+        record(await fetch(now), undefined);
+      }
+      stoppedAt = Math.min(stoppedAt, performance.now());
+    };
+    await Promise.all(Array.from({ length: Math.min(options.clients, LOAD_LIMITS.clients) }, client));
+  } else {
+    const maxClients = Math.min(options.arrivals.maxClients, LOAD_LIMITS.clients);
+    const inFlight = new Set<Promise<void>>();
+    schedule: for (const [step, rate] of rates.entries()) {
+      const stepStart = started + step * stepMs;
+      for (let i = 0; ; i++) {
+        // Arrival times come from the schedule alone, never from how earlier fetches went.
+        const dueAt = stepStart + (i * 1000) / rate;
+        if (dueAt >= stepStart + stepMs) break;
+        if (begun >= maxFetches) break schedule;
+        if (dueAt > performance.now()) await sleepUntil(dueAt, signal);
+        if (signal?.aborted) break schedule;
+        offer(dueAt);
+        stepsBegun = step + 1;
+        if (inFlight.size >= maxClients) {
+          record({ requests: 0, failure: 'not_started', latencyMs: 0 }, step);
+          continue;
+        }
+        const running = fetch(dueAt).then((result) => {
+          inFlight.delete(running);
+          record(result, step);
+        });
+        inFlight.add(running);
+      }
+    }
+    if (signal?.aborted || begun >= maxFetches) stoppedAt = Math.min(endsAt, performance.now());
+    await Promise.all(inFlight);
+  }
+  signal?.removeEventListener('abort', onAbort);
+  const interrupted = abortedAt !== undefined && abortedAt < endsAt;
+  const elapsedMs = performance.now() - started;
+
+  const seriesLength = Math.max(bySecond.length, offeredBySecond.length);
+  const series = Array.from({ length: seriesLength }, (_, second) => {
+    const span = Math.min(1, elapsedMs / 1000 - second);
+    const s = (bySecond[second] ?? new LoadRecorder()).summarize(span);
+    return {
+      t_s: second,
+      span_s: round(span),
+      offered: offeredBySecond[second] ?? 0,
+      completed: s.completed,
+      failed: s.failed,
+      timeouts: s.timeouts,
+      throttled: s.throttled,
+      http_errors: s.http_errors,
+      connection_errors: s.connection_errors,
+      bad_documents: s.bad_documents,
+      not_started: s.not_started,
+      p50_ms: s.p50_ms,
+      p90_ms: s.p90_ms,
+      p99_ms: s.p99_ms,
+    };
+  });
+  const steps = rates.slice(0, stepsBegun).map((rate, step) => {
+    const lasted = Math.min(stepMs, stoppedAt - started - step * stepMs) / 1000;
+    const s = bySteps[step]!.summarize(lasted);
+    return { offered_per_s: round(rate), ...s, failed_pct: round(s.fetches > 0 ? (100 * s.failed) / s.fetches : 0) };
+  });
+  return { summary: total.summarize(elapsedMs / 1000), interrupted, series, steps };
+}
+
+/** Resolves at `at` (performance.now() time) or as soon as the signal aborts. */
+function sleepUntil(at: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, Math.max(0, at - performance.now()));
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }
