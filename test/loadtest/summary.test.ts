@@ -47,6 +47,14 @@ describe('load summary', () => {
     });
   });
 
+  it('an arrival that never started is a failed fetch with no latency and no request', () => {
+    const r = new LoadRecorder();
+    r.record({ requests: 3, failure: undefined, latencyMs: 40 });
+    r.record({ requests: 0, failure: 'not_started', latencyMs: 0 });
+    r.record({ requests: 0, failure: 'not_started', latencyMs: 0 });
+    expect(r.summarize(1)).toMatchObject({ fetches: 3, completed: 1, failed: 2, not_started: 2, requests: 3, p50_ms: 40, max_ms: 40 });
+  });
+
   it('formats an aligned table', () => {
     expect(formatTable(['', 'a', 'bb'], [['x', 1, 22], ['longer', 333, 4]]).split('\n')).toEqual([
       '           a   bb',
@@ -80,6 +88,33 @@ describe('loadtest flags', () => {
     expect(bad(['--target', 'http://127.0.0.1:1', '--timeout-ms', '1.5'])).toMatch(/^--timeout-ms: .*"1.5"$/);
     expect(bad(['--target', 'http://127.0.0.1:1', '--requests', '-3'])).toMatch(/--requests/);
     expect(bad(['--target', 'http://127.0.0.1:1', '--bogus'])).toMatch(/--bogus/);
+  });
+  it('names conflicting or bad load shapes', () => {
+    const t = ['--target', 'http://127.0.0.1:1'];
+    expect(bad([...t, '--rate', '10', '--clients', '5'])).toMatch(/^--clients: /);
+    expect(bad([...t, '--rate', '10', '--ramp', '1:2'])).toMatch(/^--ramp: .*not both/);
+    expect(bad([...t, '--steps', '5'])).toMatch(/^--steps: goes with --ramp/);
+    expect(bad([...t, '--max-clients', '5'])).toMatch(/^--max-clients: /);
+    expect(bad([...t, '--rate', '0'])).toMatch(/^--rate: .*"0"$/);
+    expect(bad([...t, '--rate', 'fast'])).toMatch(/^--rate: .*"fast"$/);
+    expect(bad([...t, '--rate', '1e3'])).toMatch(/^--rate: /);
+    expect(bad([...t, '--ramp', '50'])).toMatch(/^--ramp: expected FROM:TO/);
+    expect(bad([...t, '--ramp', '50:10'])).toMatch(/^--ramp: FROM must be below TO/);
+    expect(bad([...t, '--ramp', '10:x'])).toMatch(/^--ramp: .*"10:x"$/);
+    expect(bad([...t, '--ramp', '10:20', '--steps', '1'])).toMatch(/^--steps: .*"1"$/);
+    expect(bad([...t, '--ramp', '10:20', '--steps', '50', '--duration', '2'])).toMatch(/^--steps: 50 steps over 2 s/);
+    expect(bad([...t, '--rate', '5', '--max-clients', '0'])).toMatch(/^--max-clients: .*"0"$/);
+    expect(bad([...t, '--duration', '0'])).toMatch(/^--duration: /);
+    expect(bad([...t, '--report', '/no/such/dir/r.html'])).toMatch(/^--report: no such directory/);
+  });
+  it('turns --rate and --ramp into open-loop arrivals', () => {
+    const t = ['--target', 'http://127.0.0.1:1'];
+    expect(parseLoadtestArgs([...t, '--rate', '12.5']).options.arrivals).toEqual({ ratesPerS: [12.5], maxClients: 1000 });
+    const ramp = parseLoadtestArgs([...t, '--ramp', '10:50', '--steps', '5', '--max-clients', '7', '--duration', '2.5']).options;
+    expect(ramp).toMatchObject({ arrivals: { ratesPerS: [10, 20, 30, 40, 50], maxClients: 7 }, durationSeconds: 2.5 });
+    expect(parseLoadtestArgs([...t, '--ramp', '1:10']).options.arrivals?.ratesPerS).toHaveLength(10);
+    expect(parseLoadtestArgs(t).options).toMatchObject({ clients: 50, durationSeconds: 10 });
+    expect(parseLoadtestArgs(t).options.arrivals).toBeUndefined();
   });
   it('lets --allow-remote-target through, and nothing else does', () => {
     expect(bad(['--target', 'http://0.0.0.0:8169'])).toMatch(/not a loopback/);
