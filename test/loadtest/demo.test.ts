@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -21,8 +21,10 @@ describe('demo', () => {
 
   it('the CLI prints the table and a JSON line with --json, exits 0, and ignores the host proxy\'s settings', async () => {
     // Settings meant for a real proxy on this host must not reach the demo's proxy.
-    const cacheFile = join(mkdtempSync(join(tmpdir(), 'demo-')), 'cache.json');
-    const run = runCli(['demo', '--quick', '--json'], { IMDS_PROXY_CACHE_FILE: cacheFile, IMDS_PROXY_METRICS_LISTEN: 'not-an-address' });
+    const dir = mkdtempSync(join(tmpdir(), 'demo-'));
+    const cacheFile = join(dir, 'cache.json');
+    const report = join(dir, 'demo.html');
+    const run = runCli(['demo', '--quick', '--json', '--report', report], { IMDS_PROXY_CACHE_FILE: cacheFile, IMDS_PROXY_METRICS_LISTEN: 'not-an-address' });
     expect(await run.exited).toBe(0);
     expect(existsSync(cacheFile)).toBe(false);
     type Run = { failed: number; requests: number; imds_requests: number; imds_credentials_served: number };
@@ -32,11 +34,20 @@ describe('demo', () => {
     expect(last.proxied.failed).toBe(0);
     expect(last.proxied.imds_credentials_served).toBeLessThanOrEqual(2);
     expect(run.stdout()).not.toMatch(/SecretAccessKey|ASIA/);
+    // One report, both scenarios, its path printed.
+    expect(run.stdout()).toContain(`Report: ${report}\n`);
+    const html = readFileSync(report, 'utf8');
+    expect(html).toContain('Direct to IMDS');
+    expect(html).toContain('Through imds-cache-proxy');
+    expect(html).not.toMatch(/SecretAccessKey|ASIA/);
   }, 60_000);
 
   it('a bad flag is a usage error (exit 2) naming it', async () => {
     const run = runCli(['demo', '--fast']);
     expect(await run.exited).toBe(2);
     expect(run.stderr()).toMatch(/--fast/);
+    const report = runCli(['demo', '--report', '/no/such/dir/r.html']);
+    expect(await report.exited).toBe(2);
+    expect(report.stderr()).toMatch(/^imds-cache-proxy: --report: /);
   });
 });
