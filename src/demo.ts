@@ -23,7 +23,7 @@ export interface DemoSettings {
 
 export const DEMO_PRESETS: Record<'standard' | 'quick', DemoSettings> = {
   standard: { throttleRps: 60, clients: 150, durationSeconds: 8, timeoutMs: 1000 },
-  quick: { throttleRps: 30, clients: 40, durationSeconds: 2, timeoutMs: 500 },
+  quick: { throttleRps: 30, clients: 40, durationSeconds: 2, timeoutMs: 1000 },
 };
 
 export interface DemoRun {

@@ -1,21 +1,2 @@
-import { cpus, totalmem } from 'node:os';
-
-export interface MachineInfo {
-  cpu: string;
-  cores: number;
-  memoryGiB: number;
-  node: string;
-  platform: string;
-}
-
-/** Recorded with every result: figures mean nothing without the machine they came from. */
-export function machineInfo(): MachineInfo {
-  const cpu = cpus();
-  return {
-    cpu: cpu[0]?.model.trim() ?? 'unknown',
-    cores: cpu.length,
-    memoryGiB: Math.round(totalmem() / 2 ** 30),
-    node: process.version,
-    platform: `${process.platform}-${process.arch}`,
-  };
-}
+// The machine description is shared with loadtest, which ships (the bench does not).
+export { machineInfo, type MachineInfo } from '../machine.js';

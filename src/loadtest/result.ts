@@ -1,4 +1,4 @@
-import { cpus, loadavg, release, totalmem, type } from 'node:os';
+import { loadAverage, machineInfo, type MachineInfo } from '../machine.js';
 import { findKnee, type Knee } from './knee.js';
 import type { LoadOptions, LoadRun, SeriesPoint, StepResult } from './runLoad.js';
 import type { LoadSummary } from './summary.js';
@@ -6,26 +6,13 @@ import type { LoadSummary } from './summary.js';
 export type LoadMode = 'closed' | 'open' | 'ramp';
 
 /** Where a run ran: load tests on a busy 2-core box and a quiet 64-core one differ. */
-export interface Machine {
-  cpu_model: string;
-  cpus: number;
-  memory_mib: number;
-  os: string;
-  node: string;
-  /** 1-minute load average when the run ended: other work competing for the cores. */
-  load_average: number;
+export interface Machine extends MachineInfo {
+  /** When the run ended. */
+  loadAverage: number;
 }
 
 export function describeMachine(): Machine {
-  const cores = cpus();
-  return {
-    cpu_model: cores[0]?.model.trim() ?? 'unknown',
-    cpus: cores.length,
-    memory_mib: Math.round(totalmem() / 2 ** 20),
-    os: `${type()} ${release()}`,
-    node: process.version,
-    load_average: Math.round((loadavg()[0] ?? 0) * 100) / 100,
-  };
+  return { ...machineInfo(), loadAverage: loadAverage() };
 }
 
 /**

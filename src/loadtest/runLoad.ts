@@ -27,24 +27,18 @@ export interface LoadOptions {
   onResult?: (result: FetchResult) => void;
 }
 
+/** Failure counts and percentiles a time series carries for each second. */
+const SERIES_FIELDS = [
+  'completed', 'failed', 'timeouts', 'throttled', 'http_errors', 'connection_errors', 'bad_documents', 'not_started', 'p50_ms', 'p90_ms', 'p99_ms',
+] as const satisfies readonly (keyof LoadSummary)[];
+
 /** One second of the run, by when fetches ended; `offered` counts fetches due to start in it. */
-export interface SeriesPoint {
+export type SeriesPoint = Pick<LoadSummary, (typeof SERIES_FIELDS)[number]> & {
   t_s: number;
   /** Length of this second that the run lasted (the last one is partial). */
   span_s: number;
   offered: number;
-  completed: number;
-  failed: number;
-  timeouts: number;
-  throttled: number;
-  http_errors: number;
-  connection_errors: number;
-  bad_documents: number;
-  not_started: number;
-  p50_ms: number;
-  p90_ms: number;
-  p99_ms: number;
-}
+};
 
 /** One step of an open-loop run, by when fetches were due: `rate_per_s` is completed per second. */
 export interface StepResult extends LoadSummary {
@@ -156,22 +150,9 @@ export async function runLoadTest(options: LoadOptions): Promise<LoadRun> {
   const series = Array.from({ length: seriesLength }, (_, second) => {
     const span = Math.min(1, elapsedMs / 1000 - second);
     const s = (bySecond[second] ?? new LoadRecorder()).summarize(span);
-    return {
-      t_s: second,
-      span_s: round(span),
-      offered: offeredBySecond[second] ?? 0,
-      completed: s.completed,
-      failed: s.failed,
-      timeouts: s.timeouts,
-      throttled: s.throttled,
-      http_errors: s.http_errors,
-      connection_errors: s.connection_errors,
-      bad_documents: s.bad_documents,
-      not_started: s.not_started,
-      p50_ms: s.p50_ms,
-      p90_ms: s.p90_ms,
-      p99_ms: s.p99_ms,
-    };
+    const point = { t_s: second, span_s: round(span), offered: offeredBySecond[second] ?? 0 } as SeriesPoint;
+    for (const field of SERIES_FIELDS) point[field] = s[field];
+    return point;
   });
   const steps = rates.slice(0, stepsBegun).map((rate, step) => {
     const lasted = Math.min(stepMs, stoppedAt - started - step * stepMs) / 1000;

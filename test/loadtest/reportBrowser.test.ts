@@ -69,7 +69,7 @@ describe.skipIf(!haveChromium)('the HTML report in a real browser', () => {
         return value === null || value === undefined ? 'none' : String(value);
       };
       expect(shown.length).toBeGreaterThan(25);
-      for (const field of ['completed', 'failed', 'throttled', 'timeouts', 'not_started', 'p99_ms', 'knee_fetches_per_s', 'sustained_fetches_per_s', 'settings.target', 'machine.cpus']) {
+      for (const field of ['completed', 'failed', 'throttled', 'timeouts', 'not_started', 'p99_ms', 'knee_fetches_per_s', 'sustained_fetches_per_s', 'settings.target', 'machine.cores']) {
         expect(shown.map(([f]) => f)).toContain(field);
       }
       for (const [field, text] of shown) expect(text, field).toBe(expected(field));
