@@ -48,7 +48,7 @@ describe.skipIf(!haveChromium)('the HTML report in a real browser', () => {
       page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
 
       await page.goto(fileUrl);
-      await page.waitForFunction(() => document.querySelectorAll('[data-chart] canvas').length >= 5, undefined, { timeout: 10_000 });
+      await page.locator('[data-chart] canvas').nth(4).waitFor({ timeout: 10_000 });
 
       const charts = await page.$$eval('[data-chart]', (boxes) =>
         boxes.map((box) => {
