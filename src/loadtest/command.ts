@@ -194,10 +194,18 @@ export async function runLoadtestCommand(argv: string[], io: { stdout: ProgressS
   }
   const result = loadResult(options, run);
   human.write(`${formatLoadResult(result)}\n`);
+  let reportFailed = false;
   if (reportFile !== undefined) {
-    await writeFile(reportFile, renderReportHtml([{ title: 'loadtest', result }]));
-    human.write(`report: ${resolve(reportFile)}\n`);
+    try {
+      await writeFile(reportFile, renderReportHtml([{ title: `loadtest against ${options.target}`, result }]));
+      human.write(`report: ${resolve(reportFile)}\n`);
+    } catch (error) {
+      // The run's figures are still worth having: say so, print them, exit non-zero.
+      io.stderr.write(`imds-cache-proxy: --report: could not write "${reportFile}": ${firstLine(error)}\n`);
+      reportFailed = true;
+    }
   }
   if (json) io.stdout.write(`${JSON.stringify(result)}\n`);
+  if (reportFailed) return 1;
   return run.interrupted ? 130 : 0;
 }

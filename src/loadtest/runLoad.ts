@@ -117,6 +117,7 @@ export async function runLoadTest(options: LoadOptions): Promise<LoadRun> {
   } else {
     const maxClients = Math.min(options.arrivals.maxClients, LOAD_LIMITS.clients);
     const inFlight = new Set<Promise<void>>();
+    let yieldedAt = performance.now();
     schedule: for (const [step, rate] of rates.entries()) {
       const stepStart = started + step * stepMs;
       for (let i = 0; ; i++) {
@@ -124,7 +125,14 @@ export async function runLoadTest(options: LoadOptions): Promise<LoadRun> {
         const dueAt = stepStart + (i * 1000) / rate;
         if (dueAt >= stepStart + stepMs) break;
         if (begun >= maxFetches) break schedule;
-        if (dueAt > performance.now()) await sleepUntil(dueAt, signal);
+        if (dueAt > performance.now()) {
+          await sleepUntil(dueAt, signal);
+          yieldedAt = performance.now();
+        } else if (performance.now() - yieldedAt > 10) {
+          // Behind schedule: still let the fetches in flight (and Ctrl-C) run now and then.
+          await new Promise((resolve) => setImmediate(resolve));
+          yieldedAt = performance.now();
+        }
         if (signal?.aborted) break schedule;
         offer(dueAt);
         stepsBegun = step + 1;

@@ -73,6 +73,22 @@ describe('imds-cache-proxy loadtest', () => {
   });
 });
 
+describe('loadtest --report that cannot be written', () => {
+  it('still prints the run (JSON included), names the file and exits 1', async () => {
+    const sim = await startSimulator({ port: 0 });
+    try {
+      const [stdout, stderr] = [stream(false), stream(false)];
+      const dir = mkdtempSync(join(tmpdir(), 'loadtest-'));
+      const code = await runLoadtestCommand(['--target', sim.url, '--clients', '1', '--requests', '2', '--json', '--report', dir], { stdout, stderr });
+      expect(code).toBe(1);
+      expect(JSON.parse(stdout.text())).toMatchObject({ completed: 2 });
+      expect(stderr.text()).toContain(`--report: could not write "${dir}"`);
+    } finally {
+      await sim.close();
+    }
+  });
+});
+
 describe('live progress', () => {
   it('draws a status line a tick on a terminal, and clears it at the end', async () => {
     const tty = stream(true);
