@@ -13,7 +13,11 @@ import {
 /** Where credentials come from: the upstream IMDS in production, anything in tests. */
 export interface CredentialSource {
   listRoles(): Promise<string[]>;
-  fetchCredentials(role: string): Promise<RoleCredentials>;
+  /**
+   * `usable` is the cache's own test of fetched credentials (servable now): a source that
+   * reports upstream outcomes counts a refused document as `invalid_response`.
+   */
+  fetchCredentials(role: string, usable: (credentials: RoleCredentials) => boolean): Promise<RoleCredentials>;
 }
 
 export interface CachedCredentials {
@@ -43,7 +47,20 @@ export interface CredentialCacheOptions {
   random?: () => number;
   /** Called after the cached credentials changed (new, rotated, or a role removed); not on seed. */
   onChange?: () => void;
+  /** Aborted when the proxy stops: a cycle cut short by it is neither logged nor counted. */
+  signal?: AbortSignal;
 }
+
+/**
+ * Dropping a role on an empty listing (404 or no names) while its credentials are still
+ * servable needs this many such answers in a row, spanning at least EMPTY_LISTING_SPAN_MS:
+ * one glitch, or an instance-profile association being replaced, must not cost clients the
+ * credentials IMDS issued (they stay valid until Expiration whatever the listing says).
+ * Meanwhile the listing is re-checked on the failure backoff (seconds). A listing that names
+ * a different role replaces the old one at once. See docs/fault-matrix.md.
+ */
+export const EMPTY_LISTINGS_TO_DROP = 3;
+export const EMPTY_LISTING_SPAN_MS = 30_000;
 
 /**
  * The instance profile's credentials, held between upstream fetches.
@@ -64,42 +81,67 @@ export class CredentialCache {
   private readonly entries = new Map<string, CachedCredentials>();
   private inFlight: Promise<void> | undefined;
   private consecutiveFailures = 0;
-  private nextRefreshAt = 0;
+  /** On the monotonic clock: a wall-clock step neither delays nor hastens a refresh. */
+  private nextRefreshAt = Number.NEGATIVE_INFINITY;
+  private seededSchedule = false;
+  /** Empty listings in a row while servable credentials are held; see EMPTY_LISTINGS_TO_DROP. */
+  private emptyListings: { count: number; firstAt: number } | undefined;
   private readonly random: () => number;
 
   constructor(private readonly options: CredentialCacheOptions) {
     this.random = options.random ?? Math.random;
   }
 
-  /** True once credentials for every listed role can be served. */
+  /** True while some role has credentials that can be served now: what /readyz reports. */
   isReady(): boolean {
-    if (this.roles === undefined) return false;
-    const now = this.options.clock.now();
-    return this.roles.every((role) => {
-      const entry = this.entries.get(role);
-      return entry !== undefined && isServable(entry.credentials, now, this.options.settings);
-    });
+    return this.hasServableEntries();
   }
 
-  /** Epoch ms at which the next refresh cycle is due. */
+  /** Wall-clock epoch ms at which the next refresh cycle is due (as the clock reads now). */
   get refreshDueAt(): number {
-    return this.nextRefreshAt;
+    return this.options.clock.now() + this.refreshDueInMs;
+  }
+
+  /** Milliseconds until the next refresh cycle is due (≤ 0: due now), on the monotonic clock. */
+  get refreshDueInMs(): number {
+    return this.nextRefreshAt - this.options.clock.monotonic();
   }
 
   get failuresInARow(): number {
     return this.consecutiveFailures;
   }
 
-  /** Starts a refresh cycle if one is due; resolves when any cycle in flight has ended. */
+  /**
+   * Starts a refresh cycle if one is due, or if a listed role holds nothing servable while
+   * refreshes are not failing (the wall clock stepped past its Expiration); resolves when any
+   * cycle in flight has ended.
+   */
   refreshIfDue(): Promise<void> {
-    if (this.inFlight === undefined && this.options.clock.now() >= this.nextRefreshAt) this.startRefresh();
+    if (this.inFlight === undefined && this.consecutiveFailures === 0 && this.roles?.some((role) => this.peekServable(role) === undefined)) {
+      this.startRefresh();
+    }
+    this.nudge();
     return this.inFlight ?? Promise.resolve();
   }
 
+  private peekServable(role: string): CachedCredentials | undefined {
+    const cached = this.entries.get(role);
+    return cached !== undefined && isServable(cached.credentials, this.options.clock.now(), this.options.settings) ? cached : undefined;
+  }
+
+  /**
+   * The role listing. A request that had to wait for the first cycle is counted as the
+   * cache's miss (or coalesced, when it joined a cycle in flight): a cold stampede that goes
+   * through the listing shows as one miss, however many clients one fetch served.
+   */
   async roleList(): Promise<RoleListLookup> {
     if (this.roles === undefined) {
+      const joined = this.inFlight !== undefined;
       const wait = this.waitForRefresh();
-      if (wait !== undefined) await wait;
+      if (wait !== undefined) {
+        this.options.metrics.cache('credentials', joined ? 'coalesced' : 'miss');
+        await wait;
+      }
     } else {
       this.nudge();
     }
@@ -113,8 +155,8 @@ export class CredentialCache {
    * the caller goes through `credentials()`.
    */
   peek(role: string): CachedCredentials | undefined {
-    const cached = this.entries.get(role);
-    if (cached === undefined || !isServable(cached.credentials, this.options.clock.now(), this.options.settings)) return undefined;
+    const cached = this.peekServable(role);
+    if (cached === undefined) return undefined;
     this.options.metrics.cache('credentials', this.cachedResult());
     this.nudge();
     return cached;
@@ -126,7 +168,7 @@ export class CredentialCache {
   }
 
   async credentials(role: string): Promise<CredentialsLookup> {
-    const { clock, settings, metrics } = this.options;
+    const { metrics } = this.options;
     const cached = this.peek(role);
     if (cached !== undefined) {
       return { kind: 'found', entry: cached, result: this.cachedResult() };
@@ -140,10 +182,8 @@ export class CredentialCache {
     metrics.cache('credentials', result);
     await wait;
 
-    const fetched = this.entries.get(role);
-    if (fetched !== undefined && isServable(fetched.credentials, clock.now(), settings)) {
-      return { kind: 'found', entry: fetched, result };
-    }
+    const fetched = this.peekServable(role);
+    if (fetched !== undefined) return { kind: 'found', entry: fetched, result };
     if (this.roles !== undefined && !this.roles.includes(role)) return { kind: 'not_found' };
     return { kind: 'unavailable', retryAfterSeconds: this.retryAfterSeconds() };
   }
@@ -155,7 +195,8 @@ export class CredentialCache {
 
   /**
    * Seeds the cache (e.g. from the warm-start file). Credentials not servable now are
-   * ignored. The next refresh is scheduled as if they had just been fetched.
+   * ignored. The next refresh is scheduled as if they had just been fetched; with several
+   * roles seeded, the earliest of their refreshes is the one kept.
    */
   seed(role: string, credentials: RoleCredentials, fetchedAt: number): boolean {
     const { clock, settings } = this.options;
@@ -163,9 +204,17 @@ export class CredentialCache {
     if (!isServable(credentials, now, settings)) return false;
     this.roles ??= [];
     if (!this.roles.includes(role)) this.setRoles([...this.roles, role]);
-    this.store(role, credentials, Math.min(fetchedAt, now), false);
-    this.nextRefreshAt = nextRefreshAfterSuccess(credentials, Math.min(fetchedAt, now), settings, this.random);
+    const fetched = Math.min(fetchedAt, now);
+    this.store(role, credentials, fetched, false);
+    const dueAt = this.monotonicIn(nextRefreshAfterSuccess(credentials, fetched, settings, this.random) - now);
+    this.nextRefreshAt = this.seededSchedule ? Math.min(this.nextRefreshAt, dueAt) : dueAt;
+    this.seededSchedule = true;
     return true;
+  }
+
+  /** The monotonic time `ms` from now. */
+  private monotonicIn(ms: number): number {
+    return this.options.clock.monotonic() + ms;
   }
 
   /**
@@ -175,42 +224,53 @@ export class CredentialCache {
    */
   private waitForRefresh(): Promise<void> | undefined {
     if (this.inFlight !== undefined) return this.inFlight;
-    if (this.consecutiveFailures > 0 && this.options.clock.now() < this.nextRefreshAt) return undefined;
+    if (this.consecutiveFailures > 0 && this.refreshDueInMs > 0) return undefined;
     this.startRefresh();
     return this.inFlight;
   }
 
   /** Background refresh-ahead on the request path: one comparison when nothing is due. */
   private nudge(): void {
-    if (this.inFlight === undefined && this.options.clock.now() >= this.nextRefreshAt) this.startRefresh();
+    if (this.inFlight === undefined && this.options.clock.monotonic() >= this.nextRefreshAt) this.startRefresh();
   }
 
   private retryAfterSeconds(): number {
-    return Math.max(1, Math.ceil((this.nextRefreshAt - this.options.clock.now()) / 1000));
+    return Math.max(1, Math.ceil(this.refreshDueInMs / 1000));
   }
 
   private startRefresh(): void {
+    if (this.options.signal?.aborted) return;
     this.inFlight = this.runRefresh().finally(() => {
       this.inFlight = undefined;
     });
   }
 
   private async runRefresh(): Promise<void> {
-    const { source, clock, settings, logger } = this.options;
+    const { source, clock, settings, logger, signal } = this.options;
     let currentRole: string | undefined;
     try {
       const roles = await source.listRoles();
+      if (roles.length === 0 && this.hasServableEntries() && !this.emptyListingConfirmed()) {
+        this.refreshFailed('role_listing_empty', {
+          failure: 'empty_listing',
+          reason: `role listing empty; keeping servable credentials until it says so ${EMPTY_LISTINGS_TO_DROP} times over ${EMPTY_LISTING_SPAN_MS / 1000} s`,
+          emptyListings: this.emptyListings?.count,
+        });
+        return;
+      }
+      this.emptyListings = undefined;
       this.setRoles(roles);
-      let nextAt = clock.now() + settings.maxAgeMs;
+      let nextIn = settings.maxAgeMs;
+      const usable = (c: RoleCredentials) => isServable(c, clock.now(), settings);
       for (const role of roles) {
         currentRole = role;
-        const credentials = await source.fetchCredentials(role);
+        const credentials = await source.fetchCredentials(role, usable);
         const fetchedAt = clock.now();
-        if (!isServable(credentials, fetchedAt, settings)) {
+        if (!usable(credentials)) {
           throw new UpstreamError('invalid_response', 'credentials already expired or inside the safety margin');
         }
         this.store(role, credentials, fetchedAt, true);
-        nextAt = Math.min(nextAt, nextRefreshAfterSuccess(credentials, fetchedAt, settings, this.random));
+        nextIn = Math.min(nextIn, nextRefreshAfterSuccess(credentials, fetchedAt, settings, this.random) - fetchedAt);
       }
       if (this.consecutiveFailures > 0) {
         logger.info(
@@ -219,29 +279,50 @@ export class CredentialCache {
         );
       }
       this.consecutiveFailures = 0;
-      this.nextRefreshAt = nextAt;
+      this.nextRefreshAt = this.monotonicIn(nextIn);
     } catch (error) {
-      this.consecutiveFailures++;
-      this.nextRefreshAt = nextRefreshAfterFailure(this.consecutiveFailures, clock.now(), settings, this.random);
-      // A failed listing is a failed refresh of every role we serve; 'unknown' only before
-      // any listing was ever read. Dashboards filter by role and must see it.
-      const failedRoles = currentRole !== undefined ? [currentRole] : this.roles?.length ? this.roles : ['unknown'];
-      for (const role of failedRoles) this.options.metrics.credentialsRefreshed(role, 'failure');
+      // The proxy is stopping: nothing failed upstream, and nothing is logged after `stopped`.
+      if (signal?.aborted) return;
       const upstream = error instanceof UpstreamError;
-      logger.warn(
-        {
-          event: this.consecutiveFailures === 1 ? 'upstream_degraded' : 'credential_refresh_failed',
-          role: currentRole ?? 'unknown',
-          failure: upstream ? error.kind : 'internal_error',
-          status: upstream ? error.status : undefined,
-          reason: upstream ? error.message : String((error as Error)?.message ?? error),
-          failedRefreshes: this.consecutiveFailures,
-          servingStale: this.hasServableEntries(),
-          retryInMs: this.nextRefreshAt - clock.now(),
-        },
-        'credential refresh failed',
-      );
+      this.refreshFailed(this.consecutiveFailures === 0 ? 'upstream_degraded' : 'credential_refresh_failed', {
+        failure: upstream ? error.kind : 'internal_error',
+        status: upstream ? error.status : undefined,
+        reason: upstream ? error.message : String((error as Error)?.message ?? error),
+        ...(currentRole !== undefined ? { role: currentRole } : {}),
+      });
     }
+  }
+
+  /** An empty listing counts towards dropping the roles once it has lasted; see EMPTY_LISTINGS_TO_DROP. */
+  private emptyListingConfirmed(): boolean {
+    const now = this.options.clock.monotonic();
+    this.emptyListings ??= { count: 0, firstAt: now };
+    this.emptyListings.count++;
+    return this.emptyListings.count >= EMPTY_LISTINGS_TO_DROP && now - this.emptyListings.firstAt >= EMPTY_LISTING_SPAN_MS;
+  }
+
+  /** A failed cycle: backoff, counted against the roles it failed for, and logged naming them. */
+  private refreshFailed(event: string, fields: { role?: string; failure: string; status?: number | undefined; reason: string; emptyListings?: number | undefined }): void {
+    const { clock, settings, logger } = this.options;
+    this.consecutiveFailures++;
+    this.nextRefreshAt = this.monotonicIn(
+      nextRefreshAfterFailure(this.consecutiveFailures, clock.now(), settings, this.random) - clock.now(),
+    );
+    // A failed listing is a failed refresh of every role we serve; 'unknown' only before
+    // any listing was ever read. Dashboards filter by role and must see it.
+    const failedRoles = fields.role !== undefined ? [fields.role] : this.roles?.length ? this.roles : ['unknown'];
+    for (const role of failedRoles) this.options.metrics.credentialsRefreshed(role, 'failure');
+    logger.warn(
+      {
+        event,
+        ...fields,
+        role: failedRoles.join(','),
+        failedRefreshes: this.consecutiveFailures,
+        servingStale: this.hasServableEntries(),
+        retryInMs: Math.round(this.refreshDueInMs),
+      },
+      event === 'role_listing_empty' ? 'role listing empty; still serving cached credentials' : 'credential refresh failed',
+    );
   }
 
   private hasServableEntries(): boolean {
@@ -268,8 +349,11 @@ export class CredentialCache {
     if (removed) this.options.onChange?.();
   }
 
-  private store(role: string, credentials: RoleCredentials, fetchedAt: number, fromUpstream: boolean): void {
+  private store(role: string, fetched: RoleCredentials, fetchedAt: number, fromUpstream: boolean): void {
     const { metrics, logger } = this.options;
+    // A document without LastUpdated is served with the time the proxy fetched it: the
+    // latest moment the credentials are known to have been current (never a future time).
+    const credentials = Number.isFinite(fetched.lastUpdated) ? fetched : { ...fetched, lastUpdated: Math.floor(fetchedAt / 1000) * 1000 };
     const previous = this.entries.get(role);
     const changed = previous === undefined || !sameCredentials(previous.credentials, credentials);
     const body = formatCredentialsDocument(credentials);

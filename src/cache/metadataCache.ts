@@ -9,6 +9,8 @@ export interface MetadataAnswer {
   readonly status: number;
   readonly body: string;
   readonly contentType: string | undefined;
+  /** A redirect's target, as IMDS sent it. */
+  readonly location?: string | undefined;
 }
 
 export interface MetadataCacheOptions {
@@ -61,6 +63,7 @@ export class MetadataCache {
       status: response.status,
       body: response.body,
       contentType: response.contentType,
+      ...(response.location !== undefined ? { location: response.location } : {}),
     };
     const ttl = metadataTtlMs(path, response.status, this.options.ttls);
     if (ttl > 0 && answer.body.length + path.length + 64 <= this.options.maxBytes) {

@@ -3,7 +3,8 @@
  * of an instance is kept long; data that exists to announce change (spot interruption,
  * scheduled events, lifecycle state) is kept about a second, enough to absorb a burst of
  * identical polls without hiding a notice; user-data is never kept (it may hold secrets and
- * is read rarely).
+ * is read rarely). `iam/info` names the instance profile, which can be replaced at any time:
+ * it gets the default minute, not the instance-static hours.
  */
 export interface MetadataCacheTtls {
   staticMs: number;
@@ -22,7 +23,6 @@ export const DEFAULT_METADATA_TTLS: MetadataCacheTtls = {
 const STATIC_PATHS = [
   /^\/latest\/meta-data\/(instance-id|ami-id|instance-type|mac|local-ipv4|local-hostname|hostname|ami-launch-index|ami-manifest-path|instance-life-cycle|kernel-id|ramdisk-id|reservation-id)\/?$/,
   /^\/latest\/meta-data\/placement\//,
-  /^\/latest\/meta-data\/iam\/info\/?$/,
   /^\/latest\/dynamic\/instance-identity\/(document|signature|pkcs7|rsa2048)\/?$/,
 ];
 
@@ -36,13 +36,17 @@ const CHANGING_PATHS = [
 
 const NEVER_CACHED = [/^\/latest\/user-data\/?$/];
 
-/** Passed-through extended credentials: a 404 may be kept briefly, credentials never. */
-const CREDENTIALS_PATHS = [/^\/latest\/meta-data\/iam\/security-credentials-extended\/[^/]+\/?$/];
+/**
+ * Anything that may carry credentials, however the path is spelled (`security-credentials//role`,
+ * `identity-credentials/ec2/security-credentials/ec2-instance`): forwarded, never kept, so
+ * nothing credential-bearing outlives the credential cache's own rules. A 404 may be kept briefly.
+ */
+const CREDENTIAL_BEARING = /security-credentials|identity-credentials/i;
 
 /** Milliseconds an answer with `status` for `path` may be served again; 0 means never. */
 export function metadataTtlMs(path: string, status: number, ttls: MetadataCacheTtls): number {
   if (NEVER_CACHED.some((re) => re.test(path))) return 0;
-  if (status !== 404 && CREDENTIALS_PATHS.some((re) => re.test(path))) return 0;
+  if (status !== 404 && CREDENTIAL_BEARING.test(path)) return 0;
   const changing = CHANGING_PATHS.some((re) => re.test(path));
   if (status === 404) return changing ? Math.min(ttls.changingMs, ttls.notFoundMs) : ttls.notFoundMs;
   if (status !== 200) return 0;

@@ -62,6 +62,8 @@ export async function startProxy(config: ProxyConfig, deps: ProxyDependencies = 
   const metrics: ExposedMetrics = deps.metrics ?? (config.metrics ? new PrometheusMetrics({ version: VERSION }) : noopMetrics);
   const exposition = config.metrics ? metrics.exposition?.bind(metrics) : undefined;
 
+  // Aborted on close: upstream work in flight ends at once, whatever the timeout and attempts.
+  const stopUpstream = new AbortController();
   const upstream = new ImdsClient({
     baseUrl: config.upstream,
     timeoutMs: config.upstreamTimeoutMs,
@@ -72,14 +74,16 @@ export async function startProxy(config: ProxyConfig, deps: ProxyDependencies = 
     metrics,
     logger,
     ...(deps.random ? { random: deps.random } : {}),
+    signal: stopUpstream.signal,
   });
   const warmStart =
     config.cacheFile === undefined ? undefined : new WarmStartWriter({ path: config.cacheFile, logger });
   const credentials: CredentialCache = new CredentialCache({
     source: {
       listRoles: () => fetchRoleNames(upstream),
-      fetchCredentials: (role) => fetchRoleCredentials(upstream, role),
+      fetchCredentials: (role, usable) => fetchRoleCredentials(upstream, role, usable),
     },
+    signal: stopUpstream.signal,
     clock,
     settings: refreshSettingsOf(config),
     metrics,
@@ -151,7 +155,7 @@ export async function startProxy(config: ProxyConfig, deps: ProxyDependencies = 
     'imds-cache-proxy started',
   );
   let announcedReady = false;
-  const refresher = startBackgroundRefresher(credentials, clock, () => {
+  const refresher = startBackgroundRefresher(credentials, () => {
     if (!announcedReady && credentials.isReady()) {
       announcedReady = true;
       logger.info({ event: 'ready' }, 'credentials cached; serving');
@@ -167,7 +171,8 @@ export async function startProxy(config: ProxyConfig, deps: ProxyDependencies = 
     close() {
       closing ??= (async () => {
         refresher.stop();
-        await Promise.all(servers.map((s) => closeGracefully(s, SHUTDOWN_GRACE_MS)));
+        stopUpstream.abort();
+        await Promise.all([credentials.refreshIfDue(), ...servers.map((s) => closeGracefully(s, SHUTDOWN_GRACE_MS))]);
         await warmStart?.flush();
         logger.info({ event: 'stopped' }, 'imds-cache-proxy stopped');
       })();

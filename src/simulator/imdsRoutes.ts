@@ -83,10 +83,11 @@ function answerMetadata(model: ImdsModel, path: string): ImdsAnswer {
     if (rest !== '' && !rest.startsWith('/')) continue;
     const extended = prefix === EXTENDED_CREDENTIALS_PREFIX;
     if (extended && !model.extendedCredentials) return fail(404);
-    const role = decodePathSegment(rest.replace(/^\/|\/$/g, ''));
+    // The raw path, as IMDS matches it: `my+role` is the role, `my%2Brole` names none.
+    const role = rest.replace(/^\/|\/$/g, '');
     // No trailing newline: botocore and the PHP SDK paste the listing into the next URL.
     if (role === '') return ok(model.roles.join('\n'));
-    if (role === undefined || !model.roles.includes(role) || model.faults.roleRemoved) return fail(404);
+    if (!model.roles.includes(role) || model.faults.roleRemoved) return fail(404);
     const credentials = model.issuer.current(role);
     const accountId = extended ? model.identity.accountId : undefined;
     return { kind: 'credentials', body: credentialsBody(credentials, role, model.faults, model.clock, accountId) };
@@ -106,13 +107,4 @@ function iamInfo({ identity, clock }: ImdsModel): string {
     `  "InstanceProfileId" : "${identity.instanceProfileId}"`,
     '}',
   ].join('\n');
-}
-
-/** Undefined for malformed percent-encoding (a 404, where decodeURIComponent would throw). */
-function decodePathSegment(raw: string): string | undefined {
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    return undefined;
-  }
 }

@@ -6,6 +6,8 @@ export interface UpstreamResponse {
   readonly contentType: string | undefined;
   /** The session-token TTL header, present on answers to the token PUT. */
   readonly tokenTtl: string | undefined;
+  /** A redirect's target, relayed to clients as IMDS sent it. */
+  readonly location?: string | undefined;
 }
 
 export interface HttpRequestOptions {
@@ -15,6 +17,19 @@ export interface HttpRequestOptions {
   /** Covers the whole exchange: connect, headers and body. */
   timeoutMs: number;
   maxBodyBytes?: number;
+  /** Aborts the exchange early (the proxy is stopping); see `stoppedError`. */
+  signal?: AbortSignal;
+}
+
+/** How one HTTP exchange is made: `httpRequest`, or an in-memory upstream in tests. */
+export type UpstreamTransport = (options: HttpRequestOptions) => Promise<UpstreamResponse>;
+
+/**
+ * What an exchange cut short by the proxy's own stop throws. Callers that see their stop
+ * signal aborted neither count nor log it: IMDS did nothing wrong.
+ */
+export function stoppedError(): UpstreamError {
+  return new UpstreamError('network_error', 'aborted: the proxy is stopping');
 }
 
 const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
@@ -25,7 +40,9 @@ const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
  * is as useless to a waiting SDK as one that never answers.
  */
 export async function httpRequest(options: HttpRequestOptions): Promise<UpstreamResponse> {
-  const signal = AbortSignal.timeout(options.timeoutMs);
+  if (options.signal?.aborted) throw stoppedError();
+  const timeout = AbortSignal.timeout(options.timeoutMs);
+  const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
   let response: Response;
   try {
     response = await fetch(options.url, {
@@ -35,6 +52,7 @@ export async function httpRequest(options: HttpRequestOptions): Promise<Upstream
       redirect: 'manual',
     });
   } catch (error) {
+    if (options.signal?.aborted) throw stoppedError();
     throw classifyFetchError(error, options.timeoutMs);
   }
   let body: string;
@@ -42,6 +60,7 @@ export async function httpRequest(options: HttpRequestOptions): Promise<Upstream
     body = await readBody(response, options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
   } catch (error) {
     if (error instanceof UpstreamError) throw error;
+    if (options.signal?.aborted) throw stoppedError();
     throw classifyFetchError(error, options.timeoutMs);
   }
   return {
@@ -49,6 +68,7 @@ export async function httpRequest(options: HttpRequestOptions): Promise<Upstream
     body,
     contentType: response.headers.get('content-type') ?? undefined,
     tokenTtl: response.headers.get('x-aws-ec2-metadata-token-ttl-seconds') ?? undefined,
+    location: response.headers.get('location') ?? undefined,
   };
 }
 

@@ -3,7 +3,8 @@ import type { Logger } from '../log.js';
 import type { MetricsRecorder, RouteLabel, UpstreamOutcome } from '../metrics/recorder.js';
 import { backoffDelayMs } from './backoff.js';
 import { UpstreamError } from './errors.js';
-import { httpRequest, type UpstreamResponse } from './httpRequest.js';
+import { recordUpstreamExchange } from './exchangeRecord.js';
+import { httpRequest, stoppedError, type UpstreamResponse, type UpstreamTransport } from './httpRequest.js';
 import { UpstreamSession } from './sessionToken.js';
 
 export interface ImdsClientOptions {
@@ -20,7 +21,18 @@ export interface ImdsClientOptions {
   logger: Logger;
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
+  /** How exchanges are made; httpRequest unless a test scripts the upstream in memory. */
+  request?: UpstreamTransport;
+  /** Aborted when the proxy stops: exchanges and retry sleeps in flight end at once. */
+  signal?: AbortSignal;
 }
+
+/**
+ * Judges an answer IMDS gave on purpose before it counts as a success: throws an
+ * UpstreamError (e.g. `invalid_response` for an error document) when the proxy cannot use it,
+ * and that is the outcome counted and logged.
+ */
+export type ResponseJudge = (response: UpstreamResponse) => void;
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -28,28 +40,30 @@ const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(r
  * GETs from IMDS with the proxy's session token, a timeout per attempt and bounded retries
  * with backoff. Answers IMDS gives on purpose (200, 404, other 4xx) are returned for the
  * caller to judge; failures (timeout, 429, 5xx, network) are retried, then thrown as
- * UpstreamError. Each exchange is counted once in metrics under its outcome.
+ * UpstreamError. Each exchange is counted once in metrics under the outcome concluded.
  */
 export class ImdsClient {
   readonly session: UpstreamSession;
   private readonly sleep: (ms: number) => Promise<void>;
+  private readonly request: UpstreamTransport;
 
   constructor(private readonly options: ImdsClientOptions) {
     this.session = new UpstreamSession(options);
     this.sleep = options.sleep ?? defaultSleep;
+    this.request = options.request ?? httpRequest;
   }
 
-  async get(path: string, route: RouteLabel): Promise<UpstreamResponse> {
-    const { maxAttempts, retryBaseMs, retryMaxMs, random } = this.options;
+  async get(path: string, route: RouteLabel, judge?: ResponseJudge): Promise<UpstreamResponse> {
+    const { maxAttempts, retryBaseMs, retryMaxMs, random, signal } = this.options;
     let lastError: UpstreamError | undefined;
     let tokenRefetched = false;
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
       try {
         const headers = await this.session.headers();
-        const response = await this.exchange(path, route, headers);
-        if (response.status === 401 && !tokenRefetched) {
-          // Our session token expired or IMDS restarted: a new token, then one more try,
-          // without spending a retry on it.
+        const response = await this.exchange(path, route, headers, judge, !tokenRefetched);
+        if (response === 'token rejected') {
+          // Our session token expired or IMDS restarted, or IMDS in tokenless mode now wants
+          // tokens: a new token, then one more try, without spending a retry on it.
           tokenRefetched = true;
           this.session.invalidate(headers);
           attempt--;
@@ -59,46 +73,58 @@ export class ImdsClient {
       } catch (error) {
         if (!(error instanceof UpstreamError)) throw error;
         lastError = error;
+        if (signal?.aborted) throw stoppedError();
         if (!error.retryable || attempt === maxAttempts) break;
         await this.sleep(backoffDelayMs(attempt, retryBaseMs, retryMaxMs, random));
+        if (signal?.aborted) throw stoppedError();
       }
     }
     throw lastError ?? new UpstreamError('network_error', 'no attempt made');
   }
 
-  private async exchange(path: string, route: RouteLabel, headers: Record<string, string>): Promise<UpstreamResponse> {
-    const { baseUrl, timeoutMs } = this.options;
+  /** One exchange, judged and recorded. A first 401 is handed back for get() to retry. */
+  private async exchange(
+    path: string,
+    route: RouteLabel,
+    headers: Record<string, string>,
+    judge: ResponseJudge | undefined,
+    retryOn401: boolean,
+  ): Promise<UpstreamResponse | 'token rejected'> {
+    const { baseUrl, timeoutMs, signal, metrics, logger } = this.options;
     const started = performance.now();
-    const outcome = (kind: UpstreamOutcome, status?: number) => this.record(route, kind, status, (performance.now() - started) / 1000);
+    const record = (kind: UpstreamOutcome, status?: number) =>
+      recordUpstreamExchange(metrics, logger, route, kind, status, (performance.now() - started) / 1000);
+    let response: UpstreamResponse;
     try {
-      const response = await httpRequest({ method: 'GET', url: baseUrl + path, headers, timeoutMs });
-      if (response.status === 429) {
-        outcome('throttled', 429);
-        throw new UpstreamError('throttled', `${route}: throttled (429)`, 429);
-      }
-      if (response.status >= 500) {
-        outcome('http_error', response.status);
-        throw new UpstreamError('http_error', `${route}: upstream answered ${response.status}`, response.status);
-      }
-      const ok = response.status < 400 || response.status === 404;
-      outcome(ok ? 'success' : 'http_error', response.status);
-      return response;
+      response = await this.request({ method: 'GET', url: baseUrl + path, headers, timeoutMs, ...(signal ? { signal } : {}) });
     } catch (error) {
-      if (error instanceof UpstreamError && error.status === undefined) outcome(error.kind);
+      if (error instanceof UpstreamError && !signal?.aborted) record(error.kind);
       throw error;
     }
-  }
-
-  /** Each exchange once: in metrics, and as one log line (route and status only, never a body). */
-  private record(route: RouteLabel, outcome: UpstreamOutcome, status: number | undefined, seconds: number): void {
-    const { metrics, logger } = this.options;
-    metrics.upstreamRequest(route, outcome, seconds);
-    // Credential fetches are a handful an hour: worth a line at info. Forwarded metadata is
-    // client-driven, so its successes stay at debug.
-    const level = outcome !== 'success' ? 'warn' : CREDENTIAL_ROUTES.has(route) ? 'info' : 'debug';
-    if (!logger.isLevelEnabled(level)) return;
-    logger[level]({ event: 'upstream_request', route, outcome, status, ms: Math.round(seconds * 10_000) / 10 }, 'upstream IMDS request');
+    const { status } = response;
+    if (status === 429) {
+      record('throttled', 429);
+      throw new UpstreamError('throttled', `${route}: throttled (429)`, 429);
+    }
+    if (status >= 500) {
+      record('http_error', status);
+      throw new UpstreamError('http_error', `${route}: upstream answered ${status}`, status);
+    }
+    if (status === 401 && retryOn401) {
+      record('http_error', 401);
+      return 'token rejected';
+    }
+    if (judge !== undefined) {
+      try {
+        judge(response);
+      } catch (error) {
+        if (error instanceof UpstreamError) record(error.kind, status);
+        throw error;
+      }
+      record('success', status);
+      return response;
+    }
+    record(status < 400 || status === 404 ? 'success' : 'http_error', status);
+    return response;
   }
 }
-
-const CREDENTIAL_ROUTES: ReadonlySet<RouteLabel> = new Set(['credentials_list', 'credentials', 'credentials_extended', 'iam_info']);

@@ -1,9 +1,10 @@
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
-import type { MetricsRecorder } from '../metrics/recorder.js';
+import type { MetricsRecorder, UpstreamOutcome } from '../metrics/recorder.js';
 import { MAX_TOKEN_TTL_SECONDS, TOKEN_HEADER, TOKEN_PATH, TOKEN_TTL_HEADER } from '../imds/protocol.js';
 import { UpstreamError } from './errors.js';
-import { httpRequest } from './httpRequest.js';
+import { recordUpstreamExchange } from './exchangeRecord.js';
+import { httpRequest, type UpstreamResponse, type UpstreamTransport } from './httpRequest.js';
 
 /** IMDSv1-only upstreams answer the token PUT with one of these; nothing else means that. */
 const V1_ONLY_STATUSES = new Set([403, 404, 405]);
@@ -12,6 +13,7 @@ const V1_RECHECK_MS = 10 * 60_000;
 /** Renew when this fraction of the token's life is left, well before an SDK-visible 401. */
 const RENEW_FRACTION = 0.1;
 
+/** `renewAt` and `recheckAt` are on the monotonic clock: a wall-clock step moves neither. */
 type SessionState =
   | { mode: 'none' }
   | { mode: 'v2'; token: string; renewAt: number }
@@ -24,6 +26,8 @@ export interface UpstreamSessionOptions {
   metrics: MetricsRecorder;
   logger: Logger;
   ttlSeconds?: number;
+  request?: UpstreamTransport;
+  signal?: AbortSignal;
 }
 
 /**
@@ -31,14 +35,17 @@ export interface UpstreamSessionOptions {
  * before it expires, dropped on a 401. Falls back to tokenless (IMDSv1) requests only when
  * the token route itself says IMDSv2 is not there (403/404/405): a timeout or a 5xx is a
  * transient failure, and downgrading on one would silently weaken every request after it.
+ * In tokenless mode a 401 means IMDS requires tokens now: the next request asks for one.
  */
 export class UpstreamSession {
   private state: SessionState = { mode: 'none' };
   private pending: Promise<Record<string, string>> | undefined;
   private readonly ttlSeconds: number;
+  private readonly request: UpstreamTransport;
 
   constructor(private readonly options: UpstreamSessionOptions) {
     this.ttlSeconds = options.ttlSeconds ?? MAX_TOKEN_TTL_SECONDS;
+    this.request = options.request ?? httpRequest;
   }
 
   get mode(): SessionState['mode'] {
@@ -47,7 +54,7 @@ export class UpstreamSession {
 
   /** Headers that authenticate one upstream GET. Single-flight: one token PUT at a time. */
   headers(): Promise<Record<string, string>> {
-    const now = this.options.clock.now();
+    const now = this.options.clock.monotonic();
     const s = this.state;
     if (s.mode === 'v2' && now < s.renewAt) return Promise.resolve({ [TOKEN_HEADER]: s.token });
     if (s.mode === 'v1' && now < s.recheckAt) return Promise.resolve({});
@@ -57,50 +64,65 @@ export class UpstreamSession {
     return this.pending;
   }
 
-  /** Called when upstream answered 401 to `headers`: that token is no good any more. */
+  /** Called when upstream answered 401 to `headers`: that token, or going without one, is no good any more. */
   invalidate(headers: Record<string, string>): void {
     const s = this.state;
     if (s.mode === 'v2' && headers[TOKEN_HEADER] === s.token) this.state = { mode: 'none' };
+    if (s.mode === 'v1' && headers[TOKEN_HEADER] === undefined) this.state = { mode: 'none' };
   }
 
   private async fetchToken(): Promise<Record<string, string>> {
-    const { baseUrl, timeoutMs, clock, metrics, logger } = this.options;
-    let response;
+    const { baseUrl, timeoutMs, clock, metrics, logger, signal } = this.options;
+    const started = performance.now();
+    const record = (outcome: UpstreamOutcome, status?: number) =>
+      recordUpstreamExchange(metrics, logger, 'token', outcome, status, (performance.now() - started) / 1000);
+    let response: UpstreamResponse;
     try {
-      response = await httpRequest({
+      response = await this.request({
         method: 'PUT',
         url: baseUrl + TOKEN_PATH,
         headers: { [TOKEN_TTL_HEADER]: String(this.ttlSeconds) },
         timeoutMs,
         maxBodyBytes: 4096,
+        ...(signal ? { signal } : {}),
       });
     } catch (error) {
+      if (signal?.aborted) throw error;
+      if (error instanceof UpstreamError) record(error.kind);
       metrics.upstreamTokenRefreshed('failure');
       throw error;
     }
     if (response.status === 200 && response.body.length > 0) {
+      record('success', 200);
       const ttl = Number(response.tokenTtl ?? this.ttlSeconds);
       const lifeMs = (Number.isFinite(ttl) && ttl > 0 ? ttl : this.ttlSeconds) * 1000;
       const wasV1 = this.state.mode === 'v1';
-      this.state = { mode: 'v2', token: response.body, renewAt: clock.now() + lifeMs * (1 - RENEW_FRACTION) };
+      this.state = { mode: 'v2', token: response.body, renewAt: clock.monotonic() + lifeMs * (1 - RENEW_FRACTION) };
       metrics.upstreamTokenRefreshed('success');
       if (wasV1) logger.info({ event: 'upstream_imdsv2_available' }, 'upstream now serves IMDSv2 tokens');
       return { [TOKEN_HEADER]: response.body };
     }
     if (V1_ONLY_STATUSES.has(response.status)) {
+      // IMDS answered on purpose: "no IMDSv2 here". A healthy IMDSv1-only upstream, not a failure.
+      record('success', response.status);
       if (this.state.mode !== 'v1') {
         logger.warn(
           { event: 'upstream_imdsv1_fallback', status: response.status },
           'upstream refused the IMDSv2 token request; using tokenless IMDSv1 requests',
         );
       }
-      this.state = { mode: 'v1', recheckAt: clock.now() + V1_RECHECK_MS };
+      this.state = { mode: 'v1', recheckAt: clock.monotonic() + V1_RECHECK_MS };
       metrics.upstreamTokenRefreshed('v1_fallback');
       return {};
     }
     metrics.upstreamTokenRefreshed('failure');
-    if (response.status === 429) throw new UpstreamError('throttled', 'token request throttled (429)', 429);
-    if (response.status === 200) throw new UpstreamError('invalid_response', 'token response body empty', 200);
-    throw new UpstreamError('http_error', `token request answered ${response.status}`, response.status);
+    const error =
+      response.status === 429
+        ? new UpstreamError('throttled', 'token request throttled (429)', 429)
+        : response.status === 200
+          ? new UpstreamError('invalid_response', 'token response body empty', 200)
+          : new UpstreamError('http_error', `token request answered ${response.status}`, response.status);
+    record(error.kind, response.status);
+    throw error;
   }
 }

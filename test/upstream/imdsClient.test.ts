@@ -231,6 +231,7 @@ describe('upstream request log', () => {
     await c.get('/latest/meta-data/instance-id', 'metadata');
     const upstream = lines.filter((l) => l.event === 'upstream_request');
     expect(upstream.map((l) => [l.level, l.route, l.outcome, l.status])).toEqual([
+      ['info', 'token', 'success', 200],
       ['warn', 'credentials_list', 'http_error', 503],
       ['info', 'credentials_list', 'success', 200],
     ]);

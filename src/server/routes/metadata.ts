@@ -21,7 +21,11 @@ export function registerMetadataRoutes(app: Hono, { metadata, logger }: ProxySer
       const answer = await metadata.get(path, routeLabelOf(path));
       return new Response(answer.body, {
         status: answer.status,
-        headers: { 'content-type': answer.contentType ?? TEXT_PLAIN, server: SERVER_HEADER_VALUE },
+        headers: {
+          'content-type': answer.contentType ?? TEXT_PLAIN,
+          server: SERVER_HEADER_VALUE,
+          ...(answer.location !== undefined ? { location: answer.location } : {}),
+        },
       });
     } catch (error) {
       if (!(error instanceof UpstreamError)) throw error;
