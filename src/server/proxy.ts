@@ -46,6 +46,8 @@ export interface RunningProxy {
 }
 
 const SHUTDOWN_GRACE_MS = 4_000;
+/** Clients still waiting on upstream get a 503 this long before the drain closes their connections. */
+const UPSTREAM_ABORT_BEFORE_DEADLINE_MS = 1_000;
 
 export function refreshSettingsOf(config: ProxyConfig): RefreshSettings {
   return {
@@ -171,8 +173,15 @@ export async function startProxy(config: ProxyConfig, deps: ProxyDependencies = 
     close() {
       closing ??= (async () => {
         refresher.stop();
+        // Requests in flight may still finish on an upstream answer, until shortly before the
+        // drain's deadline; then (or once they are done) upstream work in flight is aborted,
+        // whatever the timeout and attempts, so the stop stays within its bound and no
+        // refresh failure is logged after `stopped`.
+        const abortLate = setTimeout(() => stopUpstream.abort(), SHUTDOWN_GRACE_MS - UPSTREAM_ABORT_BEFORE_DEADLINE_MS);
+        await Promise.all(servers.map((s) => closeGracefully(s, SHUTDOWN_GRACE_MS)));
+        clearTimeout(abortLate);
         stopUpstream.abort();
-        await Promise.all([credentials.refreshIfDue(), ...servers.map((s) => closeGracefully(s, SHUTDOWN_GRACE_MS))]);
+        await credentials.refreshIfDue();
         await warmStart?.flush();
         logger.info({ event: 'stopped' }, 'imds-cache-proxy stopped');
       })();
