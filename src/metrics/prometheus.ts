@@ -74,10 +74,10 @@ export const REQUEST_DURATION_BUCKETS = [
 export const UPSTREAM_DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10];
 
 /**
- * Upstream routes the background refresher always uses: their outcomes start at zero so
+ * Upstream routes the background refresher always uses (its own token PUT included): their outcomes start at zero so
  * increase() and rate() see the first failure rather than a series appearing at 1.
  */
-const ALWAYS_UPSTREAM_ROUTES: readonly RouteLabel[] = ['credentials_list', 'credentials'];
+const ALWAYS_UPSTREAM_ROUTES: readonly RouteLabel[] = ['token', 'credentials_list', 'credentials'];
 
 export interface PrometheusMetricsOptions {
   version: string;
