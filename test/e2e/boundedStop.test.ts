@@ -1,6 +1,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli, type CliRun } from '../support/cliProcess.js';
+import { sampleValue } from '../support/exposition.js';
 
 /**
  * #13 item 6: a stop is bounded whatever the upstream settings. An upstream that accepts
@@ -39,7 +40,14 @@ describe('serve: bounded stop against an upstream that never answers', () => {
     const waiting = fetch(`${url}/latest/meta-data/iam/security-credentials/`, { headers: { 'x-aws-ec2-metadata-token': token } })
       .then((r) => r.status)
       .catch(() => 'broken');
-    for (let i = 0; i < 100 && sockets.size === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    // Wait until the proxy holds that request: it counts it as a cache lookup when it joins the
+    // refresh cycle, which by then waits on the silent upstream.
+    const joined = async () => {
+      const text = await (await fetch(`${url}/metrics`)).text();
+      return ['miss', 'coalesced'].some((result) => sampleValue(text, 'imds_proxy_cache_requests_total', { cache: 'credentials', result }) > 0);
+    };
+    for (let i = 0; i < 250 && !(await joined()); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await joined()).toBe(true);
     expect(sockets.size).toBeGreaterThan(0);
 
     const sigtermAt = Date.now();
