@@ -28,6 +28,8 @@ export interface ProxyConfig {
   metrics: boolean;
   cacheFile?: string;
   allowCidrs: string[];
+  /** DNS names besides `localhost` that clients may put in `Host` (the DNS-rebinding guard). */
+  allowHosts: string[];
   extendedCredentials: ExtendedCredentialsMode;
   containerAuthTokenFile?: string;
   /** Simultaneous client connections; beyond it new ones are closed at once, cached ones keep being served. */
@@ -51,6 +53,7 @@ export function defaultProxyConfig(): ProxyConfig {
     logLevel: 'info',
     metrics: true,
     allowCidrs: [],
+    allowHosts: [],
     extendedCredentials: 'synthesize',
     maxConnections: 8192,
   };
@@ -71,12 +74,14 @@ export const SERVE_OPTIONS = {
   metrics: { env: 'IMDS_PROXY_METRICS', value: 'on|off', help: 'record and serve Prometheus metrics (default on)' },
   'cache-file': { env: 'IMDS_PROXY_CACHE_FILE', value: 'PATH', help: 'warm-start file for credentials across restarts (default off)' },
   'allow-cidr': { env: 'IMDS_PROXY_ALLOW_CIDR', value: 'CIDR', help: 'accept clients only from these networks (repeatable; env: comma-separated)' },
+  'allow-host': { env: 'IMDS_PROXY_ALLOW_HOST', value: 'NAME', help: 'a DNS name clients may use for the proxy besides localhost (repeatable; env: comma-separated)' },
   'extended-credentials': { env: 'IMDS_PROXY_EXTENDED_CREDENTIALS', value: 'synthesize|passthrough|off', help: 'serve security-credentials-extended (default synthesize)' },
   'max-connections': { env: 'IMDS_PROXY_MAX_CONNECTIONS', value: 'N', help: 'simultaneous client connections before new ones are refused (default 8192)' },
   'container-auth-token-file': { env: 'IMDS_PROXY_CONTAINER_AUTH_TOKEN_FILE', value: 'PATH', help: 'serve container credentials guarded by the token in this file' },
 } as const;
 
 type ServeOptionName = keyof typeof SERVE_OPTIONS;
+const REPEATABLE: ReadonlySet<ServeOptionName> = new Set(['allow-cidr', 'allow-host']);
 
 /**
  * `serve`'s configuration from its flags and the environment; a flag wins over its
@@ -84,7 +89,7 @@ type ServeOptionName = keyof typeof SERVE_OPTIONS;
  */
 export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): ProxyConfig {
   const options = Object.fromEntries(
-    Object.keys(SERVE_OPTIONS).map((name) => [name, { type: 'string', multiple: name === 'allow-cidr' }]),
+    Object.keys(SERVE_OPTIONS).map((name) => [name, { type: 'string', multiple: REPEATABLE.has(name as ServeOptionName) }]),
   ) as Record<ServeOptionName, { type: 'string'; multiple: boolean }>;
   let values: Record<string, string | string[] | undefined>;
   try {
@@ -123,15 +128,20 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): ProxyC
   with_('max-connections', wholeNumber(1, 1_000_000), (v) => (config.maxConnections = v));
   with_('container-auth-token-file', nonEmpty, (v) => (config.containerAuthTokenFile = v));
 
-  const cidrFlags = values['allow-cidr'];
-  if (Array.isArray(cidrFlags) && cidrFlags.length > 0) {
-    config.allowCidrs = cidrFlags.map((v) => parseCidr('--allow-cidr', v));
-  } else if (env.IMDS_PROXY_ALLOW_CIDR) {
-    config.allowCidrs = env.IMDS_PROXY_ALLOW_CIDR.split(',')
+  /** A repeatable flag's values, or else its variable's comma-separated ones. */
+  const every = <T>(name: ServeOptionName, parse: (source: string, raw: string) => T): T[] | undefined => {
+    const flags = values[name];
+    if (Array.isArray(flags) && flags.length > 0) return flags.map((v) => parse(`--${name}`, v));
+    const fromEnv = env[SERVE_OPTIONS[name].env];
+    if (!fromEnv) return undefined;
+    return fromEnv
+      .split(',')
       .map((v) => v.trim())
       .filter((v) => v !== '')
-      .map((v) => parseCidr('IMDS_PROXY_ALLOW_CIDR', v));
-  }
+      .map((v) => parse(SERVE_OPTIONS[name].env, v));
+  };
+  config.allowCidrs = every('allow-cidr', parseCidr) ?? config.allowCidrs;
+  config.allowHosts = every('allow-host', parseHostName) ?? config.allowHosts;
 
   if (config.refreshBeforeSeconds <= config.expiryMarginSeconds && config.refreshBeforeSeconds !== 0) {
     throw new UsageError(
@@ -187,6 +197,15 @@ export function parseCidr(source: string, raw: string): string {
     throw new UsageError(`${source}: expected an address or CIDR like 10.0.0.0/8 or fd00::/8, got "${raw}"`);
   }
   return `${address}/${prefix}`;
+}
+
+/** A DNS name, as clients write it in `Host` (without a port); kept lower-case. */
+export function parseHostName(source: string, raw: string): string {
+  const label = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
+  if (raw.length > 253 || !new RegExp(`^${label}(?:\\.${label})*$`, 'i').test(raw)) {
+    throw new UsageError(`${source}: expected a DNS name like proxy.internal (no port, no scheme), got "${raw}"`);
+  }
+  return raw.toLowerCase();
 }
 
 function seconds(min: number, max: number) {

@@ -1,17 +1,12 @@
-import { createServer, ServerResponse, type IncomingMessage, type Server } from 'node:http';
+import { createServer, ServerResponse, type RequestListener, type Server } from 'node:http';
 import { Server as NetServer, type AddressInfo } from 'node:net';
-import { getRequestListener } from '@hono/node-server';
-import type { Hono } from 'hono';
+import type { Duplex } from 'node:stream';
 import type { ListenAddress } from '../config.js';
-import { SERVER_HEADER_VALUE } from '../imds/protocol.js';
-import { imdsError } from './responses.js';
 
 export interface HttpServerOptions {
-  /** Return false to refuse a client by its address before any route runs. */
-  allowSource?: (address: string | undefined) => boolean;
   maxConnections?: number;
-  /** Tried before the app on every allowed request; see hitPath.ts. */
-  hitPath?: (req: IncomingMessage, res: ServerResponse) => boolean;
+  /** Answers requests node:http cannot parse (its default writes a bare status line). */
+  clientError?: (error: Error & { code?: string }, socket: Duplex) => void;
 }
 
 /** Limits that keep one misbehaving client from tying up the proxy (slow-loris, huge headers). */
@@ -20,6 +15,8 @@ const SERVER_LIMITS = {
   headersTimeout: 10_000,
   requestTimeout: 15_000,
   keepAliveTimeout: 5_000,
+  // The front door answers an HTTP/1.1 request without Host itself, IMDS-style and counted.
+  requireHostHeader: false,
 };
 
 /** Servers that are shutting down, and the flag their responses read. */
@@ -40,28 +37,11 @@ function drainAwareResponse(flag: { draining: boolean }): typeof ServerResponse 
   return DrainAwareResponse as typeof ServerResponse;
 }
 
-/** A node:http server running a hono app, listening on `address`. */
-export async function listen(app: Hono, address: ListenAddress, options: HttpServerOptions = {}): Promise<Server> {
-  const routed = getRequestListener(app.fetch);
-  const { allowSource, hitPath } = options;
-  const handle =
-    hitPath === undefined
-      ? routed
-      : (req: IncomingMessage, res: ServerResponse) => {
-          if (!hitPath(req, res)) return routed(req, res);
-        };
-  // IMDS's own 403 page, computed once; the connection is closed after it.
-  const forbidden = await imdsError(403).text();
-  const listener =
-    allowSource === undefined
-      ? handle
-      : (req: IncomingMessage, res: ServerResponse) => {
-          if (allowSource(req.socket.remoteAddress)) return handle(req, res);
-          res.writeHead(403, { 'content-type': 'text/html', server: SERVER_HEADER_VALUE, connection: 'close' });
-          res.end(forbidden);
-        };
+/** A node:http server running `listener` (the front door, or a bare hono app), listening on `address`. */
+export async function listen(listener: RequestListener, address: ListenAddress, options: HttpServerOptions = {}): Promise<Server> {
   const flag = { draining: false };
   const server = createServer({ ...SERVER_LIMITS, ServerResponse: drainAwareResponse(flag) }, listener);
+  if (options.clientError !== undefined) server.on('clientError', options.clientError);
   drainFlags.set(server, flag);
   server.keepAliveTimeout = SERVER_LIMITS.keepAliveTimeout;
   if (options.maxConnections !== undefined) server.maxConnections = options.maxConnections;

@@ -18,9 +18,9 @@ import { ImdsClient } from '../upstream/imdsClient.js';
 import { fetchRoleCredentials, fetchRoleNames } from '../upstream/instanceProfile.js';
 import { ClientTokenAuthority } from '../tokens/clientTokens.js';
 import { loadTokenKey, tokenKeyPathFor } from '../tokens/tokenKeyFile.js';
-import { createProxyApp } from './app.js';
+import { getRequestListener } from '@hono/node-server';
 import type { ProxyServices } from './context.js';
-import { credentialsHitPath } from './hitPath.js';
+import { createFrontDoor } from './frontDoor.js';
 import { boundPort, closeGracefully, listen } from './httpServer.js';
 import { createSourceFilter, isLoopbackHost } from './sourceFilter.js';
 import { UsageError } from '../usageError.js';
@@ -129,12 +129,8 @@ export async function startProxy(config: ProxyConfig, deps: ProxyDependencies = 
 
   const servers: Server[] = [];
   const allowSource = createSourceFilter(config.allowCidrs);
-  const server = await listen(createProxyApp(services), config.listen, {
-    maxConnections: config.maxConnections,
-    // Request lines at debug are written by the app's middleware: then every request goes through it.
-    ...(logger.isLevelEnabled('debug') ? {} : { hitPath: credentialsHitPath(services) }),
-    ...(allowSource ? { allowSource } : {}),
-  });
+  const frontDoor = createFrontDoor(services, { allowHosts: config.allowHosts, ...(allowSource ? { allowSource } : {}) });
+  const server = await listen(frontDoor.listener, config.listen, { maxConnections: config.maxConnections, clientError: frontDoor.clientError });
   servers.push(server);
   const url = `http://${formatListen({ host: config.listen.host, port: boundPort(server) })}`;
 
@@ -147,7 +143,7 @@ export async function startProxy(config: ProxyConfig, deps: ProxyDependencies = 
     });
     metricsApp.get('/healthz', () => new Response('ok\n'));
     // Not behind --allow-cidr (Prometheus scrapes it from elsewhere), but capped like the rest.
-    const metricsServer = await listen(metricsApp, config.metricsListen, { maxConnections: config.maxConnections });
+    const metricsServer = await listen(getRequestListener(metricsApp.fetch), config.metricsListen, { maxConnections: config.maxConnections });
     servers.push(metricsServer);
     metricsUrl = `http://${formatListen({ host: config.metricsListen.host, port: boundPort(metricsServer) })}/metrics`;
   }

@@ -30,7 +30,7 @@ describe('--allow-cidr on a real socket', () => {
     return proxy;
   }
 
-  it('refuses a loopback client outside the list with IMDS\'s 403 page, on every path, before any route runs', async () => {
+  it('refuses a loopback client outside the list with IMDS\'s 403 page, on every path, before any route runs, and counts it', async () => {
     const metrics = new RecordingMetrics();
     const { url } = await start({ allowCidrs: ['10.0.0.0/8'] }, metrics);
     for (const [path, init] of [
@@ -50,9 +50,16 @@ describe('--allow-cidr on a real socket', () => {
       expect(body, path).toContain('<title>403 - Forbidden</title>');
       expect(body, path).toMatch(/^<\?xml version="1\.0" encoding="iso-8859-1"\?>/);
     }
-    // The app counts every request it routes; it saw none of these.
-    expect([...metrics.counts.keys()].filter((k) => k.startsWith('request:'))).toEqual([]);
+    // Refused at the front door, and counted there, each under its route; no route ran.
+    expect(Object.fromEntries([...metrics.counts].filter(([k]) => k.startsWith('request:')))).toEqual({
+      'request:health:GET:403': 2,
+      'request:metrics:GET:403': 1,
+      'request:token:PUT:403': 1,
+      'request:credentials_list:GET:403': 1,
+      'request:other:GET:403': 1,
+    });
     expect(metrics.count('tokenIssued')).toBe(0);
+    expect(metrics.count('tokenRejected:forwarded')).toBe(0);
   });
 
   it('serves a client inside the list', async () => {

@@ -51,14 +51,14 @@ function tryFreshConnection(port: number, waitMs = 2_000): Promise<{ bytes: stri
       clearTimeout(timer);
       resolve({ bytes, closed: true });
     });
-    socket.on('connect', () => socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'));
+    socket.on('connect', () => socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'));
   });
 }
 
 /** A connection held open after one answered request, as an idle keep-alive client would. */
 function holdConnection(port: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1', () => socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'));
+    const socket = connect(port, '127.0.0.1', () => socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'));
     socket.once('data', (d) => (d.toString('latin1').startsWith('HTTP/1.1 200') ? resolve(socket) : reject(new Error('held connection not served'))));
     socket.once('error', reject);
   });

@@ -32,7 +32,7 @@ describe('HTTP limits on a real socket', () => {
   afterAll(() => proxy.close());
 
   it('refuses oversized headers with 431', async () => {
-    const answer = await raw(port, `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(64 * 1024)}\r\n\r\n`);
+    const answer = await raw(port, `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(64 * 1024)}\r\n\r\n`);
     expect(answer).toMatch(/^HTTP\/1\.1 431 /);
   });
 
@@ -40,21 +40,21 @@ describe('HTTP limits on a real socket', () => {
     const body = 'x'.repeat(100_000);
     const answer = await raw(
       port,
-      `PUT /latest/api/token HTTP/1.1\r\nHost: x\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+      `PUT /latest/api/token HTTP/1.1\r\nHost: 127.0.0.1\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
     );
     expect(answer).toMatch(/^HTTP\/1\.1 413 /);
   });
 
   it('answers garbage with 400, not a crash, and keeps serving', async () => {
     expect(await raw(port, 'NOT-HTTP\u0000\u0001\r\n\r\n')).toMatch(/^HTTP\/1\.1 400 /);
-    expect(await raw(port, `GET /latest/meta-data/\u00ff\u0000 HTTP/1.1\r\nHost: x\r\n\r\n`)).toMatch(/^HTTP\/1\.1 400 /);
+    expect(await raw(port, `GET /latest/meta-data/\u00ff\u0000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)).toMatch(/^HTTP\/1\.1 400 /);
     const res = await fetch(`${proxy.url}/healthz`);
     expect(res.status).toBe(200);
   });
 
   it('serves other clients while a slow-loris client dribbles its headers', async () => {
     const loris = connect(port, '127.0.0.1');
-    loris.write('GET /healthz HTTP/1.1\r\nHost: x\r\n');
+    loris.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n');
     const token = await fetch(`${proxy.url}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '60' } });
     expect(token.status).toBe(200);
     loris.destroy();

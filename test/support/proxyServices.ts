@@ -4,7 +4,7 @@ import { MetadataCache } from '../../src/cache/metadataCache.js';
 import { DEFAULT_METADATA_TTLS } from '../../src/cache/metadataPolicy.js';
 import { DEFAULT_REFRESH_SETTINGS } from '../../src/cache/refreshPolicy.js';
 import { silentLogger } from '../../src/log.js';
-import { createProxyApp } from '../../src/server/app.js';
+import { createFrontDoor, type FrontDoorOptions } from '../../src/server/frontDoor.js';
 import type { ProxyServices } from '../../src/server/context.js';
 import { ClientTokenAuthority } from '../../src/tokens/clientTokens.js';
 import type { UpstreamResponse } from '../../src/upstream/httpRequest.js';
@@ -12,9 +12,17 @@ import { makeCredentials } from './credentials.js';
 import { FakeSource } from './fakeSource.js';
 import { RecordingMetrics } from './recordingMetrics.js';
 
-/** The proxy's hono app over fakes: no sockets, an injected clock, every call countable. */
+/**
+ * The proxy's front door over fakes: no sockets, an injected clock, every call countable.
+ * `app.request` goes through the front door's own decisions and routes, as on a socket.
+ */
 export function proxyAppWithFakes(
-  options: { clientTokens?: 'required' | 'optional'; extendedCredentials?: ProxyServices['extendedCredentials']; containerAuthToken?: string } = {},
+  options: {
+    clientTokens?: 'required' | 'optional';
+    extendedCredentials?: ProxyServices['extendedCredentials'];
+    containerAuthToken?: string;
+    frontDoor?: FrontDoorOptions;
+  } = {},
 ) {
   const clock = new ManualClock();
   const metrics = new RecordingMetrics();
@@ -47,10 +55,12 @@ export function proxyAppWithFakes(
     extendedCredentials: options.extendedCredentials ?? 'synthesize',
     ...(options.containerAuthToken !== undefined ? { containerAuthToken: options.containerAuthToken } : {}),
   };
-  const app = createProxyApp(services);
+  const frontDoor = createFrontDoor(services, options.frontDoor);
+  const app = { request: frontDoor.request };
   const token = services.tokens.mint(21600);
   return {
     app,
+    frontDoor,
     clock,
     metrics,
     source,

@@ -2,11 +2,16 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Hono } from 'hono';
 import { formatImdsTime } from '../../imds/protocol.js';
 import type { ProxyServices } from '../context.js';
+import { CREDENTIALS_UNAVAILABLE } from './credentials.js';
 
 export const CONTAINER_CREDENTIALS_PATH = '/container-credentials';
 
 const json = (status: number, body: unknown, extra?: Record<string, string>) =>
   new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...extra } });
+
+const unavailable = (retryAfterSeconds: number) =>
+  json(503, { code: 'ServiceUnavailable', message: CREDENTIALS_UNAVAILABLE }, { 'retry-after': String(retryAfterSeconds) });
+const noProfile = () => json(404, { code: 'NotFound', message: 'the instance has no instance profile' });
 
 const digest = (value: string) => createHash('sha256').update(value).digest();
 
@@ -24,16 +29,12 @@ export function registerContainerCredentialRoutes(app: Hono, { credentials, cont
       return json(401, { code: 'Unauthorized', message: 'missing or wrong Authorization token' });
     }
     const roles = await credentials.roleList();
-    if (roles.kind === 'unavailable') {
-      return json(503, { code: 'ServiceUnavailable', message: 'no valid credentials cached and upstream IMDS is failing' }, { 'retry-after': String(roles.retryAfterSeconds) });
-    }
+    if (roles.kind === 'unavailable') return unavailable(roles.retryAfterSeconds);
     const role = roles.roles[0];
-    if (role === undefined) return json(404, { code: 'NotFound', message: 'the instance has no instance profile' });
+    if (role === undefined) return noProfile();
     const lookup = await credentials.credentials(role);
-    if (lookup.kind === 'not_found') return json(404, { code: 'NotFound', message: 'the instance has no instance profile' });
-    if (lookup.kind === 'unavailable') {
-      return json(503, { code: 'ServiceUnavailable', message: 'no valid credentials cached and upstream IMDS is failing' }, { 'retry-after': String(lookup.retryAfterSeconds) });
-    }
+    if (lookup.kind === 'not_found') return noProfile();
+    if (lookup.kind === 'unavailable') return unavailable(lookup.retryAfterSeconds);
     const { accessKeyId, secretAccessKey, token, expiration, accountId } = lookup.entry.credentials;
     return json(200, {
       AccessKeyId: accessKeyId,

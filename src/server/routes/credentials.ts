@@ -1,30 +1,42 @@
-import type { Context, Hono } from 'hono';
-import { CREDENTIALS_PREFIX } from '../../imds/protocol.js';
+import type { CachedCredentials, CredentialCache } from '../../cache/credentialCache.js';
+import { SERVER_HEADER_VALUE, TEXT_PLAIN } from '../../imds/protocol.js';
 import type { ProxyServices } from '../context.js';
-import { imdsError, imdsText, serviceUnavailable } from '../responses.js';
+import { errorAnswer, textAnswer, unavailableAnswer, type Answer } from '../responses.js';
 
-const UNAVAILABLE = 'no valid credentials cached and upstream IMDS is failing';
+/** What the proxy says when it has nothing valid cached and upstream is failing. */
+export const CREDENTIALS_UNAVAILABLE = 'no valid credentials cached and upstream IMDS is failing';
+
+const NOT_FOUND = errorAnswer(404);
 
 /**
- * The role listing and the role's credentials, both from the credential cache. The listing
- * is served with and without the trailing slash (real IMDS redirects the slashless form;
- * answering both serves clients that do not follow redirects).
+ * The role listing, from the credential cache: served with and without the trailing slash
+ * (real IMDS redirects the slashless form; answering both serves clients that do not
+ * follow redirects), for the legacy and the extended route alike.
  */
-export function registerCredentialRoutes(app: Hono, { credentials }: ProxyServices): void {
-  const list = async () => {
-    const lookup = await credentials.roleList();
-    if (lookup.kind === 'unavailable') return serviceUnavailable(UNAVAILABLE, lookup.retryAfterSeconds);
-    if (lookup.roles.length === 0) return imdsError(404);
-    return imdsText(lookup.body);
+export async function roleListAnswer(credentials: CredentialCache): Promise<Answer> {
+  const lookup = await credentials.roleList();
+  if (lookup.kind === 'unavailable') return unavailableAnswer(CREDENTIALS_UNAVAILABLE, lookup.retryAfterSeconds);
+  if (lookup.roles.length === 0) return NOT_FOUND;
+  return textAnswer(lookup.body);
+}
+
+/** The cached document as it is: formatted once per fetch, so answering copies no bytes. */
+function documentAnswer(entry: CachedCredentials): Answer {
+  return { status: 200, headers: { 'content-type': TEXT_PLAIN, server: SERVER_HEADER_VALUE, 'content-length': entry.bodyLength }, body: entry.body };
+}
+
+/**
+ * A role's credentials. Cached and servable: answered at once, without a promise (most
+ * requests on a busy host); otherwise after the cache's fetch, or 404 / 503.
+ */
+export function credentialsRoute({ credentials }: Pick<ProxyServices, 'credentials'>): (role: string) => Answer | Promise<Answer> {
+  return (role) => {
+    const cached = credentials.peek(role);
+    if (cached !== undefined) return documentAnswer(cached);
+    return credentials.credentials(role).then((lookup) => {
+      if (lookup.kind === 'found') return documentAnswer(lookup.entry);
+      if (lookup.kind === 'not_found') return NOT_FOUND;
+      return unavailableAnswer(CREDENTIALS_UNAVAILABLE, lookup.retryAfterSeconds);
+    });
   };
-  const role = async (c: Context) => {
-    const lookup = await credentials.credentials(c.req.param('role') ?? '');
-    if (lookup.kind === 'found') return imdsText(lookup.entry.body);
-    if (lookup.kind === 'not_found') return imdsError(404);
-    return serviceUnavailable(UNAVAILABLE, lookup.retryAfterSeconds);
-  };
-  app.get(CREDENTIALS_PREFIX, list);
-  app.get(`${CREDENTIALS_PREFIX}/`, list);
-  app.get(`${CREDENTIALS_PREFIX}/:role{[^/]+}`, role);
-  app.get(`${CREDENTIALS_PREFIX}/:role{[^/]+}/`, role);
 }

@@ -3,7 +3,7 @@ import { SERVER_HEADER_VALUE, TEXT_PLAIN } from '../../imds/protocol.js';
 import { UpstreamError } from '../../upstream/errors.js';
 import type { ProxyServices } from '../context.js';
 import { routeLabelOf } from '../routeLabel.js';
-import { imdsError, serviceUnavailable } from '../responses.js';
+import { asResponse, imdsError, METADATA_METHOD_NOT_ALLOWED, serviceUnavailable } from '../responses.js';
 
 /** Longer paths are no IMDS path; they are answered 404 without bothering upstream. */
 const MAX_PATH_LENGTH = 1024;
@@ -33,5 +33,5 @@ export function registerMetadataRoutes(app: Hono, { metadata, logger }: ProxySer
       return serviceUnavailable(`upstream IMDS failed (${error.kind})`, 1);
     }
   });
-  app.all('/latest/*', () => imdsError(405, { allow: 'GET, HEAD' }));
+  app.all('/latest/*', () => asResponse(METADATA_METHOD_NOT_ALLOWED));
 }

@@ -1,0 +1,50 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { isIP } from 'node:net';
+
+export type HostVerdict = 'pass' | 'rebinding' | 'malformed';
+
+/**
+ * The DNS-rebinding guard. A page in a browser on the host can point its own DNS name at
+ * 127.0.0.1 and then, same-origin, PUT a token and read the credentials. SDKs name their
+ * endpoint by IP literal or `localhost` and never send browser-only headers, so:
+ * - a `Host` that is a DNS name other than `localhost` and the `--allow-host` names is
+ *   refused (IP literals pass, IPv6 in brackets, 169.254.169.254 when traffic is redirected,
+ *   and so does no Host at all);
+ * - so is any request with `Origin` or `Sec-Fetch-Site`, which browsers send and SDKs never do.
+ *   Not `Sec-Fetch-Mode` alone: Node's own fetch (undici) sends `Sec-Fetch-Mode: cors` on every
+ *   request, and browsers send it only together with `Sec-Fetch-Site`.
+ * See README, Security notes.
+ */
+export function createHostGuard(allowHosts: readonly string[]): (headers: IncomingHttpHeaders) => HostVerdict {
+  const allowed = new Set(['localhost', ...allowHosts.map((h) => h.toLowerCase())]);
+  return (headers) => {
+    if (headers.origin !== undefined || headers['sec-fetch-site'] !== undefined) return 'rebinding';
+    const host = headers.host;
+    if (host === undefined || host === '') return 'pass';
+    return judgeHost(host, allowed);
+  };
+}
+
+function judgeHost(host: string, allowed: ReadonlySet<string>): HostVerdict {
+  if (host.charCodeAt(0) === 0x5b /* [ */) {
+    const end = host.indexOf(']');
+    if (end === -1 || isIP(host.slice(1, end)) !== 6) return 'malformed';
+    const rest = host.slice(end + 1);
+    if (rest === '') return 'pass';
+    return rest.charCodeAt(0) === 0x3a /* : */ && validPort(rest.slice(1)) ? 'pass' : 'malformed';
+  }
+  const colon = host.indexOf(':');
+  let name = host;
+  if (colon !== -1) {
+    // More than one colon: an IPv6 literal without its brackets, or nothing valid.
+    if (host.indexOf(':', colon + 1) !== -1) return isIP(host) === 6 ? 'pass' : 'malformed';
+    if (!validPort(host.slice(colon + 1))) return 'malformed';
+    name = host.slice(0, colon);
+  }
+  if (isIP(name) === 4) return 'pass';
+  return allowed.has(name.toLowerCase()) ? 'pass' : 'rebinding';
+}
+
+function validPort(port: string): boolean {
+  return /^[0-9]{1,5}$/.test(port);
+}
