@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type {
   CacheName,
   CacheResult,
@@ -90,150 +90,20 @@ export interface Exposition {
   body: string;
 }
 
-/** One label set of a counter: the hot path adds to `value`; a scrape hands prom-client the rest. */
-interface CounterCell {
-  value: number;
-  synced: number;
-  readonly child: Counter.Internal;
-}
-
-/**
- * A prom-client Counter fed from plain numbers. prom-client hashes the label set and checks
- * it on every inc(), about half a microsecond; here the hot path is `cell.value++` and the
- * difference reaches prom-client once per scrape, in collect().
- */
-class CellCounter<L extends string> {
-  readonly metric: Counter<L>;
-  private readonly cells = new Map<string, CounterCell>();
-
-  constructor(registry: Registry, name: string, help: string, labelNames: readonly L[]) {
-    const cells = this.cells;
-    this.metric = new Counter<L>({
-      name,
-      help,
-      labelNames,
-      registers: [registry],
-      collect() {
-        for (const cell of cells.values()) {
-          if (cell.value === cell.synced) continue;
-          cell.child.inc(cell.value - cell.synced);
-          cell.synced = cell.value;
-        }
-      },
-    });
-  }
-
-  /** Binds a label set, exposed as 0 from the next scrape on. Not for the hot path. */
-  cell(...labelValues: string[]): CounterCell {
-    const key = labelValues.join('\u0000');
-    let cell = this.cells.get(key);
-    if (cell === undefined) {
-      cell = { value: 0, synced: 0, child: this.metric.labels(...labelValues) };
-      cell.child.inc(0);
-      this.cells.set(key, cell);
-    }
-    return cell;
-  }
-
-  remove(...labelValues: string[]): void {
-    if (this.cells.delete(labelValues.join('\u0000'))) this.metric.remove(...labelValues);
-  }
-}
-
-/** One label set of a histogram: per-bucket (not cumulative) counts, the last for +Inf. */
-interface HistogramCell {
-  readonly labelValue: string;
-  readonly counts: Float64Array;
-  sum: number;
-  count: number;
-}
-
-/**
- * A histogram with one label whose observe() touches no object but its cell. prom-client's
- * Histogram has no way to add a batch of observations, so this is a metric of its own: it
- * answers get() in the shape prom-client's registry formats, and the registry writes the
- * text exposition as for any histogram.
- */
-class CellHistogram {
-  readonly type = 'histogram';
-  readonly aggregator = 'sum';
-  private readonly cells: HistogramCell[] = [];
-
-  constructor(
-    registry: Registry,
-    readonly name: string,
-    readonly help: string,
-    private readonly labelName: string,
-    private readonly upperBounds: readonly number[],
-  ) {
-    // The registry needs only name, help, type, get() and reset(); its type names
-    // prom-client's own classes, hence the cast.
-    registry.registerMetric(this as unknown as Metric);
-  }
-
-  cell(labelValue: string): HistogramCell {
-    const cell: HistogramCell = { labelValue, counts: new Float64Array(this.upperBounds.length + 1), sum: 0, count: 0 };
-    this.cells.push(cell);
-    return cell;
-  }
-
-  observe(cell: HistogramCell, seconds: number): void {
-    // One NaN would turn _sum into NaN for the life of the process.
-    const value = seconds >= 0 ? seconds : 0;
-    const bounds = this.upperBounds;
-    let i = 0;
-    while (i < bounds.length && value > bounds[i]!) i++;
-    cell.counts[i]!++;
-    cell.sum += value;
-    cell.count++;
-  }
-
-  async get() {
-    const values: { metricName: string; labels: Record<string, string | number>; value: number }[] = [];
-    const bucket = `${this.name}_bucket`;
-    for (const cell of this.cells) {
-      if (cell.count === 0) continue;
-      let cumulative = 0;
-      for (let i = 0; i < this.upperBounds.length; i++) {
-        cumulative += cell.counts[i]!;
-        values.push({ metricName: bucket, labels: { [this.labelName]: cell.labelValue, le: this.upperBounds[i]! }, value: cumulative });
-      }
-      values.push({ metricName: bucket, labels: { [this.labelName]: cell.labelValue, le: '+Inf' }, value: cell.count });
-      values.push({ metricName: `${this.name}_sum`, labels: { [this.labelName]: cell.labelValue }, value: cell.sum });
-      values.push({ metricName: `${this.name}_count`, labels: { [this.labelName]: cell.labelValue }, value: cell.count });
-    }
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
-  }
-
-  reset(): void {
-    for (const cell of this.cells) {
-      cell.counts.fill(0);
-      cell.sum = 0;
-      cell.count = 0;
-    }
-  }
-}
-
-interface RequestRouteCells {
-  duration: HistogramCell;
-  /** Indexed by position in METHOD_LABELS, then keyed by status code. */
-  byMethod: Map<number, CounterCell>[];
-}
-
-interface UpstreamRouteCells {
-  duration: HistogramCell;
-  byOutcome: Map<string, CounterCell>;
+interface RequestRouteChildren {
+  duration: Histogram.Internal<'route'>;
+  /** Indexed by position in METHOD_LABELS, then keyed by status code; bound on first use. */
+  byMethod: Map<number, Counter.Internal>[];
 }
 
 interface RoleState {
   label: string;
   expiration: Gauge.Internal<'role'>;
   lastRefresh: Gauge.Internal<'role'>;
-  refreshes: Map<string, CounterCell>;
+  refreshes: Map<string, Counter.Internal>;
 }
 
 const KNOWN_ROUTES: ReadonlySet<string> = new Set(ROUTE_LABELS);
-const KNOWN_UPSTREAM_OUTCOMES: ReadonlySet<string> = new Set(UPSTREAM_OUTCOMES);
 const KNOWN_REFRESH_OUTCOMES: ReadonlySet<string> = new Set(REFRESH_OUTCOMES);
 const METHOD_INDEX = new Map<string, number>(METHOD_LABELS.map((m, i) => [m, i]));
 const OTHER_METHOD_INDEX = METHOD_LABELS.length - 1;
@@ -248,33 +118,37 @@ function methodIndexOf(method: string): number {
   return METHOD_INDEX.get(method.toUpperCase()) ?? OTHER_METHOD_INDEX;
 }
 
+/** prom-client refuses non-finite values, and one NaN would spoil _sum for good: such is 0. */
+function observable(seconds: number): number {
+  return Number.isFinite(seconds) && seconds >= 0 ? seconds : 0;
+}
+
 function isValidStatus(status: number): boolean {
   return Number.isInteger(status) && status >= 100 && status <= 599;
 }
 
 /**
- * The MetricsRecorder behind /metrics. Every instance owns its registry, so tests and several
- * proxies in one process never share a series. Every label set is bound once to a plain
- * counter cell, so a call on the hit path is a Map lookup or two and an increment; prom-client
- * sees the totals when Prometheus scrapes.
+ * The MetricsRecorder behind /metrics, on prom-client's own Counter, Histogram and Gauge.
+ * Every instance owns its registry, so tests and several proxies in one process never share
+ * a series. Label children are bound once (`.labels(...)`), up front where the label set is
+ * known, else on first use, so a call on the hot path is a lookup or two and prom-client's
+ * own inc()/observe().
  */
 export class PrometheusMetrics implements MetricsRecorder {
   readonly registry: Registry;
 
-  private readonly requests: CellCounter<'route' | 'method' | 'status'>;
-  private readonly requestDuration: CellHistogram;
-  private readonly upstreamRequests: CellCounter<'route' | 'outcome'>;
-  private readonly upstreamDuration: CellHistogram;
+  private readonly requests: Counter<'route' | 'method' | 'status'>;
   private readonly credentialsExpiration: Gauge<'role'>;
   private readonly credentialsLastRefresh: Gauge<'role'>;
-  private readonly credentialsRefreshes: CellCounter<'role' | 'outcome'>;
-  private readonly tokensIssued: CounterCell;
+  private readonly credentialsRefreshes: Counter<'role' | 'outcome'>;
+  private readonly tokensIssued: Counter;
 
-  private readonly requestCells = new Map<string, RequestRouteCells>();
-  private readonly upstreamCells = new Map<string, UpstreamRouteCells>();
-  private readonly cacheCells = new Map<string, Map<string, CounterCell>>();
-  private readonly rejectionCells = new Map<string, CounterCell>();
-  private readonly upstreamTokenCells = new Map<string, CounterCell>();
+  private readonly requestChildren = new Map<string, RequestRouteChildren>();
+  private readonly upstreamDurations = new Map<string, Histogram.Internal<'route'>>();
+  private readonly upstreamOutcomes = new Map<string, Map<string, Counter.Internal>>();
+  private readonly cacheChildren = new Map<string, Map<string, Counter.Internal>>();
+  private readonly rejectionChildren = new Map<string, Counter.Internal>();
+  private readonly upstreamTokenChildren = new Map<string, Counter.Internal>();
   /** By role as reported; several overflow roles map to one shared state. */
   private readonly roles = new Map<string, RoleState>();
   private readonly roleLabels = new Map<string, RoleState>();
@@ -282,109 +156,116 @@ export class PrometheusMetrics implements MetricsRecorder {
   constructor(options: PrometheusMetricsOptions) {
     const registry = new Registry();
     this.registry = registry;
+    const registers = [registry];
 
-    this.requests = new CellCounter(
-      registry,
-      METRIC_NAMES.requests,
-      'Client requests answered, by route label, HTTP method and status code.',
-      ['route', 'method', 'status'],
-    );
-    this.requestDuration = new CellHistogram(
-      registry,
-      METRIC_NAMES.requestDuration,
-      'Time to answer a client request, in seconds, by route label.',
-      'route',
-      REQUEST_DURATION_BUCKETS,
-    );
-    const cacheRequests = new CellCounter(
-      registry,
-      METRIC_NAMES.cacheRequests,
-      'Cache lookups by cache and result: hit, miss, stale (served during a failing refresh), coalesced (joined an in-flight fetch).',
-      ['cache', 'result'],
-    );
-    this.upstreamRequests = new CellCounter(
-      registry,
-      METRIC_NAMES.upstreamRequests,
-      'Requests to the real IMDS, each attempt and retry counted, by route label and outcome.',
-      ['route', 'outcome'],
-    );
-    this.upstreamDuration = new CellHistogram(
-      registry,
-      METRIC_NAMES.upstreamRequestDuration,
-      'Duration of each request attempt to the real IMDS, in seconds, by route label.',
-      'route',
-      UPSTREAM_DURATION_BUCKETS,
-    );
+    this.requests = new Counter({
+      name: METRIC_NAMES.requests,
+      help: 'Client requests answered, by route label, HTTP method and status code.',
+      labelNames: ['route', 'method', 'status'],
+      registers,
+    });
+    const requestDuration = new Histogram({
+      name: METRIC_NAMES.requestDuration,
+      help: 'Time to answer a client request, in seconds, by route label.',
+      labelNames: ['route'],
+      buckets: REQUEST_DURATION_BUCKETS,
+      registers,
+    });
+    const cacheRequests = new Counter({
+      name: METRIC_NAMES.cacheRequests,
+      help: 'Cache lookups by cache and result: hit, miss, stale (served during a failing refresh), coalesced (joined an in-flight fetch).',
+      labelNames: ['cache', 'result'],
+      registers,
+    });
+    const upstreamRequests = new Counter({
+      name: METRIC_NAMES.upstreamRequests,
+      help: 'Requests to the real IMDS, each attempt and retry counted, by route label and outcome.',
+      labelNames: ['route', 'outcome'],
+      registers,
+    });
+    const upstreamDuration = new Histogram({
+      name: METRIC_NAMES.upstreamRequestDuration,
+      help: 'Duration of each request attempt to the real IMDS, in seconds, by route label.',
+      labelNames: ['route'],
+      buckets: UPSTREAM_DURATION_BUCKETS,
+      registers,
+    });
     this.credentialsExpiration = new Gauge({
       name: METRIC_NAMES.credentialsExpiration,
       help: 'Expiration of the credentials cached for a role, as a Unix timestamp in seconds.',
       labelNames: ['role'],
-      registers: [registry],
+      registers,
     });
     this.credentialsLastRefresh = new Gauge({
       name: METRIC_NAMES.credentialsLastRefresh,
       help: 'When the credentials cached for a role were last fetched from upstream, as a Unix timestamp in seconds.',
       labelNames: ['role'],
-      registers: [registry],
+      registers,
     });
-    this.credentialsRefreshes = new CellCounter(
-      registry,
-      METRIC_NAMES.credentialsRefreshes,
-      'Credential refreshes from upstream by role and outcome: success (new credentials), unchanged, failure.',
-      ['role', 'outcome'],
-    );
-    this.tokensIssued = new CellCounter(registry, METRIC_NAMES.tokensIssued, 'IMDSv2 session tokens issued to clients.', []).cell();
-    const tokenRejections = new CellCounter(
-      registry,
-      METRIC_NAMES.tokenRejections,
-      'Client requests refused for their session token, by reason.',
-      ['reason'],
-    );
-    const upstreamTokenRefreshes = new CellCounter(
-      registry,
-      METRIC_NAMES.upstreamTokenRefreshes,
-      "Refreshes of the proxy's own IMDSv2 session token with upstream, by outcome.",
-      ['outcome'],
-    );
+    this.credentialsRefreshes = new Counter({
+      name: METRIC_NAMES.credentialsRefreshes,
+      help: 'Credential refreshes from upstream by role and outcome: success (new credentials), unchanged, failure.',
+      labelNames: ['role', 'outcome'],
+      registers,
+    });
+    this.tokensIssued = new Counter({ name: METRIC_NAMES.tokensIssued, help: 'IMDSv2 session tokens issued to clients.', registers });
+    const tokenRejections = new Counter({
+      name: METRIC_NAMES.tokenRejections,
+      help: 'Client requests refused for their session token, by reason.',
+      labelNames: ['reason'],
+      registers,
+    });
+    const upstreamTokenRefreshes = new Counter({
+      name: METRIC_NAMES.upstreamTokenRefreshes,
+      help: "Refreshes of the proxy's own IMDSv2 session token with upstream, by outcome.",
+      labelNames: ['outcome'],
+      registers,
+    });
     new Gauge({
       name: METRIC_NAMES.buildInfo,
       help: 'Always 1; the version label says which imds-cache-proxy is running.',
       labelNames: ['version'],
-      registers: [registry],
+      registers,
     })
       .labels(options.version)
       .set(1);
 
-    // Label sets known up front exist from the first scrape, at zero, so the first event
-    // shows in increase() rather than as a series appearing at 1.
+    // Label sets known up front exist from the first scrape, at zero (inc(0)), so the first
+    // event shows in increase() rather than as a series appearing at 1.
+    const atZero = (child: Counter.Internal) => {
+      child.inc(0);
+      return child;
+    };
     for (const cache of CACHE_NAMES) {
-      this.cacheCells.set(cache, new Map(CACHE_RESULTS.map((result) => [result, cacheRequests.cell(cache, result)])));
+      this.cacheChildren.set(cache, new Map(CACHE_RESULTS.map((result) => [result, atZero(cacheRequests.labels(cache, result))])));
     }
-    for (const reason of TOKEN_REJECTION_REASONS) this.rejectionCells.set(reason, tokenRejections.cell(reason));
-    for (const outcome of UPSTREAM_TOKEN_OUTCOMES) this.upstreamTokenCells.set(outcome, upstreamTokenRefreshes.cell(outcome));
+    for (const reason of TOKEN_REJECTION_REASONS) this.rejectionChildren.set(reason, atZero(tokenRejections.labels(reason)));
+    for (const outcome of UPSTREAM_TOKEN_OUTCOMES) this.upstreamTokenChildren.set(outcome, atZero(upstreamTokenRefreshes.labels(outcome)));
     for (const route of ROUTE_LABELS) {
-      this.requestCells.set(route, {
-        duration: this.requestDuration.cell(route),
-        byMethod: METHOD_LABELS.map(() => new Map<number, CounterCell>()),
-      });
-      this.upstreamCells.set(route, { duration: this.upstreamDuration.cell(route), byOutcome: new Map() });
-    }
-    for (const route of ALWAYS_UPSTREAM_ROUTES) {
-      for (const outcome of UPSTREAM_OUTCOMES) this.upstreamOutcome(route, outcome);
+      this.requestChildren.set(route, { duration: requestDuration.labels(route), byMethod: METHOD_LABELS.map(() => new Map()) });
+      this.upstreamDurations.set(route, upstreamDuration.labels(route));
+      const always = ALWAYS_UPSTREAM_ROUTES.includes(route);
+      this.upstreamOutcomes.set(
+        route,
+        new Map(UPSTREAM_OUTCOMES.map((outcome) => {
+          const child = upstreamRequests.labels(route, outcome);
+          return [outcome, always ? atZero(child) : child];
+        })),
+      );
     }
 
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
   }
 
   request(route: RouteLabel, method: string, status: number, seconds: number): void {
-    const cells = this.requestCells.get(route) ?? this.requestCells.get('other')!;
-    this.requestDuration.observe(cells.duration, seconds);
+    const children = this.requestChildren.get(route) ?? this.requestChildren.get('other')!;
+    children.duration.observe(observable(seconds));
     const methodIndex = methodIndexOf(method);
-    const byStatus = cells.byMethod[methodIndex]!;
+    const byStatus = children.byMethod[methodIndex]!;
     let counter = byStatus.get(status);
     if (counter === undefined) {
       const valid = isValidStatus(status);
-      counter = this.requests.cell(
+      counter = this.requests.labels(
         KNOWN_ROUTES.has(route) ? route : 'other',
         METHOD_LABELS[methodIndex]!,
         valid ? String(status) : INVALID_STATUS_LABEL,
@@ -393,20 +274,17 @@ export class PrometheusMetrics implements MetricsRecorder {
       // would still grow this map without bound.
       if (valid) byStatus.set(status, counter);
     }
-    counter.value++;
+    counter.inc();
   }
 
   cache(cache: CacheName, result: CacheResult): void {
-    const cell = this.cacheCells.get(cache)?.get(result);
-    if (cell !== undefined) cell.value++;
+    this.cacheChildren.get(cache)?.get(result)?.inc();
   }
 
   upstreamRequest(route: RouteLabel, outcome: UpstreamOutcome, seconds: number): void {
     const label = KNOWN_ROUTES.has(route) ? route : 'other';
-    const cells = this.upstreamCells.get(label)!;
-    this.upstreamDuration.observe(cells.duration, seconds);
-    const counter = cells.byOutcome.get(outcome) ?? (KNOWN_UPSTREAM_OUTCOMES.has(outcome) ? this.upstreamOutcome(label, outcome) : undefined);
-    if (counter !== undefined) counter.value++;
+    this.upstreamDurations.get(label)!.observe(observable(seconds));
+    this.upstreamOutcomes.get(label)!.get(outcome)?.inc();
   }
 
   credentialsRefreshed(role: string, outcome: RefreshOutcome): void {
@@ -414,10 +292,10 @@ export class PrometheusMetrics implements MetricsRecorder {
     const state = this.role(role);
     let counter = state.refreshes.get(outcome);
     if (counter === undefined) {
-      counter = this.credentialsRefreshes.cell(state.label, outcome);
+      counter = this.credentialsRefreshes.labels(state.label, outcome);
       state.refreshes.set(outcome, counter);
     }
-    counter.value++;
+    counter.inc();
   }
 
   credentialsState(role: string, expiration: number, lastRefresh: number): void {
@@ -442,28 +320,20 @@ export class PrometheusMetrics implements MetricsRecorder {
   }
 
   tokenIssued(): void {
-    this.tokensIssued.value++;
+    this.tokensIssued.inc();
   }
 
   tokenRejected(reason: TokenRejectionReason): void {
-    const cell = this.rejectionCells.get(reason);
-    if (cell !== undefined) cell.value++;
+    this.rejectionChildren.get(reason)?.inc();
   }
 
   upstreamTokenRefreshed(outcome: UpstreamTokenOutcome): void {
-    const cell = this.upstreamTokenCells.get(outcome);
-    if (cell !== undefined) cell.value++;
+    this.upstreamTokenChildren.get(outcome)?.inc();
   }
 
   /** The text exposition for GET /metrics, with the Content-Type to send it under. */
   async exposition(): Promise<Exposition> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
-  }
-
-  private upstreamOutcome(route: string, outcome: string): CounterCell {
-    const cell = this.upstreamRequests.cell(route, outcome);
-    this.upstreamCells.get(route)!.byOutcome.set(outcome, cell);
-    return cell;
   }
 
   private role(role: string): RoleState {
