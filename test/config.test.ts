@@ -47,6 +47,18 @@ describe('serve configuration', () => {
     }
   });
 
+  it('--allow-host: repeatable, or IMDS_PROXY_ALLOW_HOST comma-separated; lower-cased; a bad name named with the value', () => {
+    expect(parseServeConfig([], {}).allowHosts).toEqual([]);
+    expect(parseServeConfig(['--allow-host', 'Proxy.Internal', '--allow-host', 'imds-proxy'], {}).allowHosts).toEqual(['proxy.internal', 'imds-proxy']);
+    expect(parseServeConfig([], { IMDS_PROXY_ALLOW_HOST: 'a.example, b.example' }).allowHosts).toEqual(['a.example', 'b.example']);
+    expect(parseServeConfig(['--allow-host', 'c.example'], { IMDS_PROXY_ALLOW_HOST: 'a.example' }).allowHosts).toEqual(['c.example']);
+    for (const bad of ['proxy.internal:8169', 'http://proxy', 'under_score', '-lead', '', 'a..b']) {
+      const message = usageError(() => parseServeConfig([`--allow-host=${bad}`], {}));
+      expect(message).toBe(`--allow-host: expected a DNS name like proxy.internal (no port, no scheme), got "${bad}"`);
+    }
+    expect(usageError(() => parseServeConfig([], { IMDS_PROXY_ALLOW_HOST: 'ok.example,bad name' }))).toMatch(/^IMDS_PROXY_ALLOW_HOST: .*"bad name"$/);
+  });
+
   it('--max-connections: 8192 by default, from its flag or IMDS_PROXY_MAX_CONNECTIONS, a bad value named with the value', () => {
     expect(parseServeConfig([], {}).maxConnections).toBe(8192);
     expect(parseServeConfig(['--max-connections', '64'], {}).maxConnections).toBe(64);

@@ -176,8 +176,9 @@ export function createFrontDoor(services: ProxyServices, options: FrontDoorOptio
       : 400;
     const page = errorPage(status);
     socket.end(
-      `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\nContent-Type: text/html\r\nServer: ${SERVER_HEADER_VALUE}\r\n` +
-        `Content-Length: ${Buffer.byteLength(page)}\r\nConnection: close\r\n\r\n${page}`,
+      // Header names as node writes every other answer's: lower-case.
+      `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\ncontent-type: text/html\r\nserver: ${SERVER_HEADER_VALUE}\r\n` +
+        `content-length: ${Buffer.byteLength(page)}\r\nconnection: close\r\n\r\n${page}`,
     );
     // Unparsed: no route or method to name.
     metrics.request('other', 'other', status, 0);
