@@ -43,9 +43,10 @@ export async function spawnProxy(upstream: string, extraArgs: string[] = [], wai
   return wrap(track(proxy.child), proxy.url);
 }
 
-/** A bare node:http server answering `bodyFile`'s bytes. */
-export async function spawnBareServer(bodyFile: string): Promise<ChildServer> {
-  const child = track(spawn(process.execPath, [`${DIST}bench/bareServer.js`, bodyFile], { stdio: ['ignore', 'pipe', 'inherit'] }));
+/** A bare node:http server answering `bodyFile`'s bytes (and with `role`, a token and the role list too). */
+export async function spawnBareServer(bodyFile: string, role?: string): Promise<ChildServer> {
+  const args = [`${DIST}bench/bareServer.js`, bodyFile, ...(role !== undefined ? [role] : [])];
+  const child = track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] }));
   const port = await new Promise<string>((resolve) => createInterface({ input: child.stdout! }).once('line', resolve));
   return wrap(child, `http://127.0.0.1:${port.trim()}`);
 }

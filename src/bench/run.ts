@@ -7,6 +7,7 @@ import { runLoad } from '../loadtest/runLoad.js';
 import { formatTable } from '../loadtest/report.js';
 import { startSimulator } from '../simulator/simulator.js';
 import { cannon, type CannonResult } from './autocannon.js';
+import { freshProcessRows, freshProcessVsBare } from './freshProcessWrk.js';
 import { machineInfo } from './machine.js';
 import { spawnBareServer, spawnProxy, type ChildServer } from './processes.js';
 
@@ -197,7 +198,7 @@ async function memory(s: Settings, upstream: string) {
 }
 
 async function main() {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, 'hit-only': { type: 'boolean' } }, strict: true });
+  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, 'hit-only': { type: 'boolean' }, 'wrk-only': { type: 'boolean' } }, strict: true });
   const s = values.quick ? QUICK : FULL;
   const log = (text: string) => process.stderr.write(`${text}\n`);
   const machine = machineInfo();
@@ -205,6 +206,12 @@ async function main() {
 
   const sim = await startSimulator({ port: 0, roles: [ROLE] });
   try {
+    log('0/5 fresh-process pattern and keep-alive GET with wrk: proxy vs bare node:http, taking turns ...');
+    const wrk = await freshProcessVsBare({ rounds: s.hitRounds, seconds: s.hitSeconds, processes: 50, connections: 50 }, sim.url, ROLE);
+    if (values['wrk-only']) {
+      process.stdout.write(`${JSON.stringify(wrk, null, 2)}\n\n${formatTable(['', 'result'], freshProcessRows(wrk))}\n`);
+      return;
+    }
     log('1/5 hit path: proxy vs bare node:http, metrics on and off ...');
     const [hitOn, hitOff] = await hitPath(s, sim.url);
     if (values['hit-only']) {
@@ -220,10 +227,11 @@ async function main() {
     log(`5/5 memory through ${s.floodRequests} token requests and ${s.floodRequests} hits ...`);
     const mem = await memory(s, sim.url);
 
-    const results = { date: new Date().toISOString(), machine, settings: s, hit_path: [hitOn, hitOff], fresh_processes: fresh, stampede: herd, throttling: story, memory: mem };
+    const results = { date: new Date().toISOString(), machine, settings: s, hit_path: [hitOn, hitOff], wrk, fresh_processes: fresh, stampede: herd, throttling: story, memory: mem };
     await writeFile('bench-results.json', `${JSON.stringify(results, null, 2)}\n`);
 
     const rows: (string | number)[][] = [
+      ...freshProcessRows(wrk),
       ['hit path, proxy req/s (metrics on / off)', `${hitOn.proxy_rps} / ${hitOff.proxy_rps}`],
       ['hit path, bare node:http req/s', hitOn.bare_rps],
       ['hit path, ratio proxy/bare (goal >= 0.85)', `${hitOn.ratio} / ${hitOff.ratio}`],

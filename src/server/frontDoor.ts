@@ -133,7 +133,9 @@ export function createFrontDoor(services: ProxyServices, options: FrontDoorOptio
     const route = target === undefined ? 'other' : routeLabelOf(target.path);
     let outcome: Outcome;
     try {
-      outcome = decide(method, target, req.headers, req.httpVersionMajor === 1 && req.httpVersionMinor >= 1, req.socket.remoteAddress);
+      // remoteAddress is a system call (getpeername): only --allow-cidr needs it.
+      const address = allowSource === undefined ? undefined : req.socket.remoteAddress;
+      outcome = decide(method, target, req.headers, req.httpVersionMajor === 1 && req.httpVersionMinor >= 1, address);
     } catch (error) {
       outcome = internalError(error);
     }
