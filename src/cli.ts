@@ -1,12 +1,6 @@
 #!/usr/bin/env node
 import { firstLine } from './config.js';
-import { runCredentialProcessCommand } from './credentialProcess.js';
-import { runDemo } from './demo.js';
-import { runLoadtestCommand } from './loadtest/command.js';
-import { runServeCommand } from './serveCommand.js';
-import { runSimulateCommand } from './simulator/command.js';
 import { UsageError } from './usageError.js';
-import { VERSION } from './version.js';
 
 const HELP = `Usage: imds-cache-proxy <command> [options]
 
@@ -25,12 +19,18 @@ Run "imds-cache-proxy <command> --help" for a command's options.
 
 type Command = (argv: string[]) => Promise<number>;
 
-const COMMANDS: Record<string, Command> = {
-  serve: (argv) => runServeCommand(argv),
-  'credential-process': runCredentialProcessCommand,
-  simulate: runSimulateCommand,
-  loadtest: runLoadtestCommand,
-  demo: runDemo,
+// Each command's modules load only when it runs: the AWS CLI starts credential-process on
+// every invocation, and it must not pay for hono, pino and prom-client (serve) or the
+// simulator and load generator. test/cli/importGraph.test.ts holds this.
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  serve: async () => {
+    const { runServeCommand } = await import('./serveCommand.js');
+    return (argv) => runServeCommand(argv);
+  },
+  'credential-process': async () => (await import('./credentialProcess.js')).runCredentialProcessCommand,
+  simulate: async () => (await import('./simulator/command.js')).runSimulateCommand,
+  loadtest: async () => (await import('./loadtest/command.js')).runLoadtestCommand,
+  demo: async () => (await import('./demo.js')).runDemo,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -40,12 +40,12 @@ async function main(argv: string[]): Promise<number> {
     return name === undefined ? 2 : 0;
   }
   if (name === '--version' || name === '-v') {
-    process.stdout.write(`${VERSION}\n`);
+    process.stdout.write(`${(await import('./version.js')).VERSION}\n`);
     return 0;
   }
-  const command = COMMANDS[name];
-  if (command === undefined) throw new UsageError(`unknown command "${name}" (expected one of: ${Object.keys(COMMANDS).join(', ')})`);
-  return command(rest);
+  const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (load === undefined) throw new UsageError(`unknown command "${name}" (expected one of: ${Object.keys(COMMANDS).join(', ')})`);
+  return (await load())(rest);
 }
 
 // Fail loudly, never silently: an unexpected error is a bug, and the process must not

@@ -42,15 +42,22 @@ export async function runCredentialProcessCommand(argv: string[]): Promise<numbe
   if (!/^\d+$/.test(rawTimeout) || Number(rawTimeout) < 1) throw new UsageError(`--timeout-ms: expected a whole number of milliseconds, got "${rawTimeout}"`);
   const timeoutMs = Number(rawTimeout);
 
+  const target = new URL(endpoint);
+  const transport = target.protocol === 'https:' ? await import('node:https') : await import('node:http');
+  // One connection for the three requests, closed at the end so the process exits at once.
+  const agent = new transport.Agent({ keepAlive: true, maxSockets: 1 });
+  const call = (method: 'GET' | 'PUT', path: string, headers: Record<string, string>) =>
+    request({ transport, agent, endpoint, method, path, headers, timeoutMs });
   try {
-    const token = await call(`${endpoint}${TOKEN_PATH}`, 'PUT', { [TOKEN_TTL_HEADER]: '300' }, timeoutMs);
-    const roles = await call(`${endpoint}${CREDENTIALS_PREFIX}/`, 'GET', { [TOKEN_HEADER]: token }, timeoutMs);
+    const token = await call('PUT', TOKEN_PATH, { [TOKEN_TTL_HEADER]: '300' });
+    const roles = await call('GET', `${CREDENTIALS_PREFIX}/`, { [TOKEN_HEADER]: token });
     const role = roles.split('\n')[0]?.trim();
-    if (!role) throw new Error('the instance profile lists no role');
-    const body = await call(`${endpoint}${CREDENTIALS_PREFIX}/${encodeURIComponent(role)}`, 'GET', { [TOKEN_HEADER]: token }, timeoutMs);
+    if (!role) throw new Error(`the proxy at ${endpoint} lists no instance profile role: does the instance have one attached?`);
+    const body = await call('GET', `${CREDENTIALS_PREFIX}/${encodeURIComponent(role)}`, { [TOKEN_HEADER]: token });
     const parsed = parseCredentialsDocument(body);
     if (parsed.kind !== 'credentials') {
-      throw new Error(parsed.kind === 'error-document' ? `error document (Code ${parsed.code})` : `invalid credentials document: ${parsed.reason}`);
+      const what = parsed.kind === 'error-document' ? `an error document (Code ${parsed.code})` : `an invalid credentials document (${parsed.reason})`;
+      throw new Error(`${endpoint} answered ${what} for role "${role}": is that the proxy?`);
     }
     const c = parsed.credentials;
     process.stdout.write(
@@ -65,20 +72,95 @@ export async function runCredentialProcessCommand(argv: string[]): Promise<numbe
     );
     return 0;
   } catch (error) {
-    process.stderr.write(`imds-cache-proxy credential-process: ${firstLine(error)} (endpoint ${endpoint})\n`);
+    process.stderr.write(`imds-cache-proxy credential-process: ${firstLine(error)}\n`);
     return 1;
+  } finally {
+    agent.destroy();
   }
 }
 
-async function call(url: string, method: 'GET' | 'PUT', headers: Record<string, string>, timeoutMs: number): Promise<string> {
-  let response: Response;
-  try {
-    response = await fetch(url, { method, headers, signal: AbortSignal.timeout(timeoutMs) });
-  } catch (error) {
-    const cause = (error as { cause?: { code?: string } }).cause?.code;
-    throw new Error(`${method} ${new URL(url).pathname} failed: ${cause ?? (error as Error).name}`);
+/** Larger than any IMDS answer; a wrong endpoint streaming something big is cut off here. */
+const MAX_BODY_BYTES = 64 * 1024;
+
+interface RequestOptions {
+  transport: typeof import('node:http') | typeof import('node:https');
+  agent: import('node:http').Agent;
+  endpoint: string;
+  method: 'GET' | 'PUT';
+  path: string;
+  headers: Record<string, string>;
+  timeoutMs: number;
+}
+
+/**
+ * One request on node:http (fetch would load undici, most of this command's start-up time).
+ * Resolves with a 200's body; any other outcome rejects with a one-line message that says
+ * what happened at which address and what to check. No body is ever quoted in it.
+ */
+function request(o: RequestOptions): Promise<string> {
+  const what = `${o.method} ${o.path}`;
+  return new Promise<string>((resolve, reject) => {
+    const req = o.transport.request(`${o.endpoint}${o.path}`, { method: o.method, headers: o.headers, agent: o.agent });
+    const timer = setTimeout(() => {
+      req.destroy();
+      reject(
+        new Error(
+          `no answer from ${o.endpoint} within ${o.timeoutMs} ms (${what}): something accepts connections there but does not answer; is it the proxy? (--timeout-ms to wait longer)`,
+        ),
+      );
+    }, o.timeoutMs);
+    req.on('error', (error: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(new Error(connectionFailure(o.endpoint, what, error)));
+    });
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_BODY_BYTES) {
+          clearTimeout(timer);
+          req.destroy();
+          reject(new Error(`${o.endpoint} answered ${what} with over ${MAX_BODY_BYTES} bytes: is that the proxy?`));
+          return;
+        }
+        chunks.push(chunk);
+      });
+      res.on('end', () => {
+        clearTimeout(timer);
+        const status = res.statusCode ?? 0;
+        if (status === 200) resolve(Buffer.concat(chunks).toString('utf8'));
+        else reject(new Error(`${o.endpoint} answered ${what} with ${status}${STATUS_HINTS[status] ?? ''}`));
+      });
+      res.on('error', () => undefined); // the request's own error handler has already reported it
+    });
+    req.end();
+  });
+}
+
+const STATUS_HINTS: Record<number, string> = {
+  401: ': the proxy refused the token it had just issued; is another server answering on that port?',
+  403: ": the proxy refused this client; does serve's --allow-cidr admit it?",
+  404: ': no such path there; is that the proxy, and does the instance have a role attached?',
+  503: ": the proxy has no credentials to serve yet; can it reach IMDS? (its log, or /readyz)",
+};
+
+/** What a failed connection means, in the words an operator acts on. */
+function connectionFailure(endpoint: string, what: string, error: NodeJS.ErrnoException): string {
+  const host = new URL(endpoint).hostname;
+  switch (error.code) {
+    case 'ECONNREFUSED':
+      return `connection refused at ${endpoint}: is "imds-cache-proxy serve" running, and does --endpoint name its --listen address and port?`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `cannot resolve "${host}" (--endpoint ${endpoint}): give the proxy's address, e.g. http://${DEFAULT_LISTEN}`;
+    case 'ECONNRESET':
+      return `connection to ${endpoint} closed before an answer (${what}): is that port the proxy's? A proxy at its --max-connections closes new ones`;
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'EADDRNOTAVAIL':
+      return `cannot reach ${endpoint} (${error.code}): check --endpoint; the proxy listens on this host, by default ${DEFAULT_LISTEN}`;
+    default:
+      return `${what} at ${endpoint} failed: ${error.code ?? firstLine(error)}`;
   }
-  const body = await response.text();
-  if (response.status !== 200) throw new Error(`${method} ${new URL(url).pathname} answered ${response.status}`);
-  return body;
 }

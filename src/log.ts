@@ -1,9 +1,8 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
+import type { LogLevel } from './logLevels.js';
 
 export type { Logger } from 'pino';
-
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
+export { LOG_LEVELS, type LogLevel } from './logLevels.js';
 
 /**
  * JSON lines on stdout (or `destination`). Secrets stay out by construction: the code logs

@@ -10,6 +10,7 @@ import { cannon, type CannonResult } from './autocannon.js';
 import { freshProcessRows, freshProcessVsBare } from './freshProcessWrk.js';
 import { machineInfo } from './machine.js';
 import { spawnBareServer, spawnProxy, type ChildServer } from './processes.js';
+import { startup, startupRows } from './startup.js';
 
 /**
  * `npm run bench`: the product's performance promises, measured side by side in one run,
@@ -198,7 +199,7 @@ async function memory(s: Settings, upstream: string) {
 }
 
 async function main() {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, 'hit-only': { type: 'boolean' }, 'wrk-only': { type: 'boolean' } }, strict: true });
+  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, 'hit-only': { type: 'boolean' }, 'wrk-only': { type: 'boolean' }, 'startup-only': { type: 'boolean' } }, strict: true });
   const s = values.quick ? QUICK : FULL;
   const log = (text: string) => process.stderr.write(`${text}\n`);
   const machine = machineInfo();
@@ -206,6 +207,13 @@ async function main() {
 
   const sim = await startSimulator({ port: 0, roles: [ROLE] });
   try {
+    const onlyLoad = values['wrk-only'] || values['hit-only'];
+    if (!onlyLoad) log('start-up: node, a minimal node:http client, --version, credential-process ...');
+    const started = onlyLoad ? [] : await startup(sim.url, values.quick ? 10 : 30);
+    if (values['startup-only']) {
+      process.stdout.write(`${formatTable(['', 'result'], startupRows(started))}\n`);
+      return;
+    }
     log('0/5 fresh-process pattern and keep-alive GET with wrk: proxy vs bare node:http, taking turns ...');
     const wrk = await freshProcessVsBare({ rounds: s.hitRounds, seconds: s.hitSeconds, processes: 50, connections: 50 }, sim.url, ROLE);
     if (values['wrk-only']) {
@@ -227,10 +235,11 @@ async function main() {
     log(`5/5 memory through ${s.floodRequests} token requests and ${s.floodRequests} hits ...`);
     const mem = await memory(s, sim.url);
 
-    const results = { date: new Date().toISOString(), machine, settings: s, hit_path: [hitOn, hitOff], wrk, fresh_processes: fresh, stampede: herd, throttling: story, memory: mem };
+    const results = { date: new Date().toISOString(), machine, settings: s, startup: started, hit_path: [hitOn, hitOff], wrk, fresh_processes: fresh, stampede: herd, throttling: story, memory: mem };
     await writeFile('bench-results.json', `${JSON.stringify(results, null, 2)}\n`);
 
     const rows: (string | number)[][] = [
+      ...startupRows(started),
       ...freshProcessRows(wrk),
       ['hit path, proxy req/s (metrics on / off)', `${hitOn.proxy_rps} / ${hitOff.proxy_rps}`],
       ['hit path, bare node:http req/s', hitOn.bare_rps],

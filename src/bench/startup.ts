@@ -1,0 +1,84 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { spawnProxy } from './processes.js';
+
+const DIST = fileURLToPath(new URL('../', import.meta.url));
+
+export interface StartupFigures {
+  name: string;
+  runs: number;
+  min_ms: number;
+  median_ms: number;
+  /** This command's median over `node -e 0`'s (goal <= 1.5 for the CLI's own rows). */
+  ratio_median: number;
+  ratio_min: number;
+}
+
+/** Wall time of one process, spawn to exit, in ms; a failed run is an error, never a figure. */
+function timeProcess(args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH ?? '' } });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      const ms = performance.now() - started;
+      if (code === 0) resolve(ms);
+      else reject(new Error(`node ${args.join(' ')} exited ${code}: ${stderr.trim().split('\n')[0] ?? ''}`));
+    });
+  });
+}
+
+/**
+ * How long the CLI takes to start and finish, against a bare `node -e 0` and the least a
+ * node:http script needs to fetch credentials from `proxyUrl`, each run `runs` times in
+ * turn (so machine drift hits them alike). The AWS CLI runs credential-process on every
+ * invocation, so this is time every `aws` command pays.
+ */
+async function startupTimes(proxyUrl: string, runs: number): Promise<StartupFigures[]> {
+  const cli = `${DIST}cli.js`;
+  const targets: [string, string[]][] = [
+    ['node -e 0', ['-e', '0']],
+    ['minimal node:http client script', [`${DIST}bench/minimalClient.js`, proxyUrl]],
+    ['imds-cache-proxy --version', [cli, '--version']],
+    ['imds-cache-proxy credential-process', [cli, 'credential-process', '--endpoint', proxyUrl]],
+  ];
+  const times = targets.map((): number[] => []);
+  for (const [, args] of targets) await timeProcess(args); // warm the page cache first
+  for (let round = 0; round < runs; round++) {
+    for (const [i, [, args]] of targets.entries()) times[i]!.push(await timeProcess(args));
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+  const round1 = (x: number) => Math.round(x * 10) / 10;
+  const base = { min: Math.min(...times[0]!), median: median(times[0]!) };
+  return targets.map(([name], i) => {
+    const t = times[i]!;
+    return {
+      name,
+      runs,
+      min_ms: round1(Math.min(...t)),
+      median_ms: round1(median(t)),
+      ratio_median: Math.round((median(t) / base.median) * 100) / 100,
+      ratio_min: Math.round((Math.min(...t) / base.min) * 100) / 100,
+    };
+  });
+}
+
+/** The start-up phase of `npm run bench`: a proxy with cached credentials, then the runs. */
+export async function startup(upstream: string, runs: number): Promise<StartupFigures[]> {
+  const proxy = await spawnProxy(upstream, []);
+  try {
+    return await startupTimes(proxy.url, runs);
+  } finally {
+    await proxy.stop();
+  }
+}
+
+/** The bench table's rows for these figures. */
+export function startupRows(figures: StartupFigures[]): string[][] {
+  return figures.map((f, i) => [
+    i === 0 ? `start-up, ${f.name}: min / median ms (${f.runs} runs)` : `start-up, ${f.name}: min / median ms, x node -e 0${i >= 2 ? ' (goal <= 1.5)' : ''}`,
+    i === 0 ? `${f.min_ms} / ${f.median_ms}` : `${f.min_ms} / ${f.median_ms}, ${f.ratio_min} / ${f.ratio_median}`,
+  ]);
+}
