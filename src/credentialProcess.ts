@@ -109,10 +109,11 @@ function request(o: RequestOptions): Promise<string> {
         ),
       );
     }, o.timeoutMs);
-    req.on('error', (error: NodeJS.ErrnoException) => {
+    const fail = (error: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       reject(new Error(connectionFailure(o.endpoint, what, error)));
-    });
+    };
+    req.on('error', fail);
     req.on('response', (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
@@ -132,7 +133,7 @@ function request(o: RequestOptions): Promise<string> {
         if (status === 200) resolve(Buffer.concat(chunks).toString('utf8'));
         else reject(new Error(`${o.endpoint} answered ${what} with ${status}${STATUS_HINTS[status] ?? ''}`));
       });
-      res.on('error', () => undefined); // the request's own error handler has already reported it
+      res.on('error', fail); // the connection closed mid-answer
     });
     req.end();
   });
@@ -155,7 +156,7 @@ function connectionFailure(endpoint: string, what: string, error: NodeJS.ErrnoEx
     case 'EAI_AGAIN':
       return `cannot resolve "${host}" (--endpoint ${endpoint}): give the proxy's address, e.g. http://${DEFAULT_LISTEN}`;
     case 'ECONNRESET':
-      return `connection to ${endpoint} closed before an answer (${what}): is that port the proxy's? A proxy at its --max-connections closes new ones`;
+      return `connection to ${endpoint} closed before a whole answer (${what}): is that port the proxy's? A proxy at its --max-connections closes new ones`;
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':
     case 'EADDRNOTAVAIL':
