@@ -1,7 +1,10 @@
+import { Agent } from 'node:http';
 import { parseArgs } from 'node:util';
 import { DEFAULT_LISTEN, firstLine } from './config.js';
 import { CREDENTIALS_PREFIX, TOKEN_HEADER, TOKEN_PATH, TOKEN_TTL_HEADER, formatImdsTime } from './imds/protocol.js';
 import { parseCredentialsDocument } from './imds/credentials.js';
+import { httpRequest, type UpstreamResponse } from './upstream/httpRequest.js';
+import { isUpstreamError, type UpstreamError } from './upstream/errors.js';
 import { UsageError } from './usageError.js';
 
 export const CREDENTIAL_PROCESS_HELP = `Usage: imds-cache-proxy credential-process [--endpoint URL] [--timeout-ms MS]
@@ -42,12 +45,20 @@ export async function runCredentialProcessCommand(argv: string[]): Promise<numbe
   if (!/^\d+$/.test(rawTimeout) || Number(rawTimeout) < 1) throw new UsageError(`--timeout-ms: expected a whole number of milliseconds, got "${rawTimeout}"`);
   const timeoutMs = Number(rawTimeout);
 
-  const target = new URL(endpoint);
-  const transport = target.protocol === 'https:' ? await import('node:https') : await import('node:http');
-  // One connection for the three requests, closed at the end so the process exits at once.
-  const agent = new transport.Agent({ keepAlive: true, maxSockets: 1 });
-  const call = (method: 'GET' | 'PUT', path: string, headers: Record<string, string>) =>
-    request({ transport, agent, endpoint, method, path, headers, timeoutMs });
+  // One connection for the three requests, closed at the end so the process exits at once
+  // (https, rare here, keeps node's own agent, whose idle sockets do not hold the process).
+  const agent = endpoint.startsWith('http:') ? new Agent({ keepAlive: true, maxSockets: 1 }) : undefined;
+  const call = async (method: 'GET' | 'PUT', path: string, headers: Record<string, string>): Promise<string> => {
+    const what = `${method} ${path}`;
+    let answer: UpstreamResponse;
+    try {
+      answer = await httpRequest({ method, url: `${endpoint}${path}`, headers, timeoutMs, maxBodyBytes: MAX_BODY_BYTES, agent });
+    } catch (error) {
+      throw new Error(isUpstreamError(error) ? failureText(endpoint, what, timeoutMs, error) : firstLine(error));
+    }
+    if (answer.status !== 200) throw new Error(`${endpoint} answered ${what} with ${answer.status}${STATUS_HINTS[answer.status] ?? ''}`);
+    return answer.body;
+  };
   try {
     const token = await call('PUT', TOKEN_PATH, { [TOKEN_TTL_HEADER]: '300' });
     const roles = await call('GET', `${CREDENTIALS_PREFIX}/`, { [TOKEN_HEADER]: token });
@@ -75,93 +86,40 @@ export async function runCredentialProcessCommand(argv: string[]): Promise<numbe
     process.stderr.write(`imds-cache-proxy credential-process: ${firstLine(error)}\n`);
     return 1;
   } finally {
-    agent.destroy();
+    agent?.destroy();
   }
 }
 
 /** Larger than any IMDS answer; a wrong endpoint streaming something big is cut off here. */
 const MAX_BODY_BYTES = 64 * 1024;
 
-interface RequestOptions {
-  transport: typeof import('node:http') | typeof import('node:https');
-  agent: import('node:http').Agent;
-  endpoint: string;
-  method: 'GET' | 'PUT';
-  path: string;
-  headers: Record<string, string>;
-  timeoutMs: number;
-}
-
-/**
- * One request on node:http (fetch would load undici, most of this command's start-up time).
- * Resolves with a 200's body; any other outcome rejects with a one-line message that says
- * what happened at which address and what to check. No body is ever quoted in it.
- */
-function request(o: RequestOptions): Promise<string> {
-  const what = `${o.method} ${o.path}`;
-  return new Promise<string>((resolve, reject) => {
-    const req = o.transport.request(`${o.endpoint}${o.path}`, { method: o.method, headers: o.headers, agent: o.agent });
-    const timer = setTimeout(() => {
-      req.destroy();
-      reject(
-        new Error(
-          `no answer from ${o.endpoint} within ${o.timeoutMs} ms (${what}): something accepts connections there but does not answer; is it the proxy? (--timeout-ms to wait longer)`,
-        ),
-      );
-    }, o.timeoutMs);
-    const fail = (error: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      reject(new Error(connectionFailure(o.endpoint, what, error)));
-    };
-    req.on('error', fail);
-    req.on('response', (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > MAX_BODY_BYTES) {
-          clearTimeout(timer);
-          req.destroy();
-          reject(new Error(`${o.endpoint} answered ${what} with over ${MAX_BODY_BYTES} bytes: is that the proxy?`));
-          return;
-        }
-        chunks.push(chunk);
-      });
-      res.on('end', () => {
-        clearTimeout(timer);
-        const status = res.statusCode ?? 0;
-        if (status === 200) resolve(Buffer.concat(chunks).toString('utf8'));
-        else reject(new Error(`${o.endpoint} answered ${what} with ${status}${STATUS_HINTS[status] ?? ''}`));
-      });
-      res.on('error', fail); // the connection closed mid-answer
-    });
-    req.end();
-  });
-}
-
 const STATUS_HINTS: Record<number, string> = {
   401: ': the proxy refused the token it had just issued; is another server answering on that port?',
   403: ": the proxy refused this client; does serve's --allow-cidr admit it?",
   404: ': no such path there; is that the proxy, and does the instance have a role attached?',
-  503: ": the proxy has no credentials to serve yet; can it reach IMDS? (its log, or /readyz)",
+  503: ': the proxy has no credentials to serve yet; can it reach IMDS? (its log, or /readyz)',
 };
 
-/** What a failed connection means, in the words an operator acts on. */
-function connectionFailure(endpoint: string, what: string, error: NodeJS.ErrnoException): string {
-  const host = new URL(endpoint).hostname;
-  switch (error.code) {
+/** What a failed exchange means, in the words an operator acts on. Never quotes a body. */
+function failureText(endpoint: string, what: string, timeoutMs: number, error: UpstreamError): string {
+  if (error.kind === 'timeout') {
+    return `no answer from ${endpoint} within ${timeoutMs} ms (${what}): something accepts connections there but does not answer; is it the proxy? (--timeout-ms to wait longer)`;
+  }
+  if (error.kind === 'invalid_response') return `${endpoint} answered ${what}: ${error.message}; is that the proxy?`;
+  const code = (error.cause as NodeJS.ErrnoException | undefined)?.code;
+  switch (code) {
     case 'ECONNREFUSED':
       return `connection refused at ${endpoint}: is "imds-cache-proxy serve" running, and does --endpoint name its --listen address and port?`;
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
-      return `cannot resolve "${host}" (--endpoint ${endpoint}): give the proxy's address, e.g. http://${DEFAULT_LISTEN}`;
+      return `cannot resolve "${new URL(endpoint).hostname}" (--endpoint ${endpoint}): give the proxy's address, e.g. http://${DEFAULT_LISTEN}`;
     case 'ECONNRESET':
       return `connection to ${endpoint} closed before a whole answer (${what}): is that port the proxy's? A proxy at its --max-connections closes new ones`;
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':
     case 'EADDRNOTAVAIL':
-      return `cannot reach ${endpoint} (${error.code}): check --endpoint; the proxy listens on this host, by default ${DEFAULT_LISTEN}`;
+      return `cannot reach ${endpoint} (${code}): check --endpoint; the proxy listens on this host, by default ${DEFAULT_LISTEN}`;
     default:
-      return `${what} at ${endpoint} failed: ${error.code ?? firstLine(error)}`;
+      return `${what} at ${endpoint} failed: ${error.message}`;
   }
 }

@@ -13,8 +13,9 @@ export class UpstreamError extends Error {
     readonly kind: UpstreamFailureKind,
     message: string,
     readonly status?: number,
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
   }
 
   /** Failures worth another attempt: the next one may well succeed. */

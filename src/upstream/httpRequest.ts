@@ -1,3 +1,4 @@
+import * as http from 'node:http';
 import { UpstreamError } from './errors.js';
 
 export interface UpstreamResponse {
@@ -19,6 +20,8 @@ export interface HttpRequestOptions {
   maxBodyBytes?: number;
   /** Aborts the exchange early (the proxy is stopping); see `stoppedError`. */
   signal?: AbortSignal;
+  /** Connection reuse; node's global agent (keep-alive) unless given. */
+  agent?: http.Agent;
 }
 
 /** How one HTTP exchange is made: `httpRequest`, or an in-memory upstream in tests. */
@@ -35,71 +38,82 @@ export function stoppedError(): UpstreamError {
 const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
 /**
- * One HTTP exchange with IMDS, every failure classified as an UpstreamError.
+ * One HTTP exchange with IMDS (or, for credential-process, the proxy), every failure
+ * classified as an UpstreamError; a network failure keeps node's error as `cause`.
  * The timeout covers the body too: a server that sends headers and then dribbles the body
  * is as useless to a waiting SDK as one that never answers.
+ *
+ * On node:http rather than fetch: fetch's undici compiles a WebAssembly HTTP parser on its
+ * first request, 4 to 12 MiB of a process that otherwise idles at about 61 (README,
+ * Performance), for a handful of requests an hour.
  */
 export async function httpRequest(options: HttpRequestOptions): Promise<UpstreamResponse> {
   if (options.signal?.aborted) throw stoppedError();
-  const timeout = AbortSignal.timeout(options.timeoutMs);
-  const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
-  let response: Response;
-  try {
-    response = await fetch(options.url, {
-      method: options.method,
-      headers: options.headers,
-      signal,
-      redirect: 'manual',
-    });
-  } catch (error) {
-    if (options.signal?.aborted) throw stoppedError();
-    throw classifyFetchError(error, options.timeoutMs);
-  }
-  let body: string;
-  try {
-    body = await readBody(response, options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
-  } catch (error) {
-    if (error instanceof UpstreamError) throw error;
-    if (options.signal?.aborted) throw stoppedError();
-    throw classifyFetchError(error, options.timeoutMs);
-  }
-  return {
-    status: response.status,
-    body,
-    contentType: response.headers.get('content-type') ?? undefined,
-    tokenTtl: response.headers.get('x-aws-ec2-metadata-token-ttl-seconds') ?? undefined,
-    location: response.headers.get('location') ?? undefined,
-  };
-}
-
-async function readBody(response: Response, maxBytes: number): Promise<string> {
-  if (response.body === null) return '';
-  const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > maxBytes) {
-      await reader.cancel().catch(() => {});
-      throw new UpstreamError('invalid_response', `response body larger than ${maxBytes} bytes`);
+  const url = new URL(options.url);
+  const transport = url.protocol === 'https:' ? await import('node:https') : http;
+  const maxBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  return new Promise<UpstreamResponse>((resolve, reject) => {
+    let request: http.ClientRequest | undefined;
+    const timer = setTimeout(() => fail(new UpstreamError('timeout', `no complete answer within ${options.timeoutMs} ms`)), options.timeoutMs);
+    const onStop = () => fail(stoppedError());
+    options.signal?.addEventListener('abort', onStop, { once: true });
+    const settle = () => {
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onStop);
+    };
+    function fail(error: UpstreamError): void {
+      settle();
+      reject(error);
+      request?.destroy();
     }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+    if (options.signal?.aborted) return onStop(); // aborted while node:https loaded
+    try {
+      request = transport.request(url, { method: options.method, headers: options.headers, agent: options.agent });
+    } catch (error) {
+      // A header value node refuses (its message names the header, never the value).
+      fail(new UpstreamError('network_error', `request not sent (${firstLineOf(error)})`, undefined, { cause: error }));
+      return;
+    }
+    request.on('error', (error) => fail(classifyNetworkError(error)));
+    request.on('response', (response) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      response.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > maxBytes) fail(new UpstreamError('invalid_response', `response body larger than ${maxBytes} bytes`));
+        else chunks.push(chunk);
+      });
+      response.on('end', () => {
+        settle();
+        resolve({
+          status: response.statusCode ?? 0,
+          body: Buffer.concat(chunks).toString('utf8'),
+          contentType: response.headers['content-type'],
+          tokenTtl: headerValue(response.headers['x-aws-ec2-metadata-token-ttl-seconds']),
+          location: response.headers.location,
+        });
+      });
+      response.on('error', (error) => fail(classifyNetworkError(error)));
+      // Closed before the end: node may report it as an error above, or only as this.
+      response.on('close', () => {
+        if (!response.complete) fail(classifyNetworkError(Object.assign(new Error('connection closed mid-answer'), { code: 'ECONNRESET' })));
+      });
+    });
+    request.end();
+  });
 }
 
-function classifyFetchError(error: unknown, timeoutMs: number): UpstreamError {
-  const name = (error as { name?: unknown } | null)?.name;
-  if (name === 'TimeoutError' || name === 'AbortError') {
-    return new UpstreamError('timeout', `no complete answer within ${timeoutMs} ms`);
-  }
-  const cause = (error as { cause?: { code?: unknown; message?: unknown } } | null)?.cause;
-  const code = typeof cause?.code === 'string' ? cause.code : undefined;
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'ETIMEDOUT') {
-    return new UpstreamError('timeout', `timed out (${code})`);
-  }
-  const detail = code ?? (typeof cause?.message === 'string' ? cause.message : String((error as Error)?.message ?? error));
-  return new UpstreamError('network_error', `connection failed (${detail})`);
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+function firstLineOf(error: unknown): string {
+  return String((error as Error)?.message ?? error).split('\n')[0] ?? '';
+}
+
+function classifyNetworkError(error: unknown): UpstreamError {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === 'ETIMEDOUT') return new UpstreamError('timeout', `timed out (${code})`, undefined, { cause: error });
+  const detail = typeof code === 'string' ? code : firstLineOf(error);
+  return new UpstreamError('network_error', `connection failed (${detail})`, undefined, { cause: error });
 }

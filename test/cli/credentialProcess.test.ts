@@ -93,7 +93,7 @@ describe('credential-process', () => {
       status = 403;
       expect(await failing(['--endpoint', url])).toContain('--allow-cidr');
       status = 200;
-      expect(await failing(['--endpoint', url])).toContain('answered PUT /latest/api/token with over 65536 bytes');
+      expect(await failing(['--endpoint', url])).toContain('answered PUT /latest/api/token: response body larger than 65536 bytes');
     } finally {
       server.close();
     }

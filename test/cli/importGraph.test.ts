@@ -84,7 +84,7 @@ describe('what each command loads', () => {
       expect([...run.packages]).toEqual([]);
       expect(run.undici).toBe(false);
       // Only what the command is made of: no server, cache, metrics, simulator or load generator.
-      expect(run.own.filter((f) => !/^(cli|config|logLevels|usageError|credentialProcess|imds\/(protocol|credentials))\.js$/.test(f))).toEqual([]);
+      expect(run.own.filter((f) => !/^(cli|config|logLevels|usageError|credentialProcess|imds\/(protocol|credentials)|upstream\/(httpRequest|errors))\.js$/.test(f))).toEqual([]);
     }
   });
 });

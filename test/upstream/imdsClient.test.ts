@@ -114,7 +114,7 @@ describe('upstream session token', () => {
   for (const [what, reply] of [
     ['500', (s: nock.Interceptor) => s.reply(500, 'boom')],
     ['429', (s: nock.Interceptor) => s.reply(429, '')],
-    ['connection reset', (s: nock.Interceptor) => s.replyWithError({ code: 'ECONNRESET', message: 'socket hang up' })],
+    ['connection reset', (s: nock.Interceptor) => s.replyWithError(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }))],
   ] as const) {
     it(`does not downgrade to IMDSv1 on a transient token failure (${what})`, async () => {
       const { client: c } = client(new ManualClock(), { maxAttempts: 1 });
@@ -160,7 +160,7 @@ describe('failure classification and retries', () => {
     nock(UPSTREAM).get('/latest/meta-data/a').reply(503, '');
     const http = await failure(c.get('/latest/meta-data/a', 'metadata'));
     expect([http.kind, http.status]).toEqual(['http_error', 503]);
-    nock(UPSTREAM).get('/latest/meta-data/b').replyWithError({ code: 'ECONNREFUSED', message: 'refused' });
+    nock(UPSTREAM).get('/latest/meta-data/b').replyWithError(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
     expect((await failure(c.get('/latest/meta-data/b', 'metadata'))).kind).toBe('network_error');
   });
 
