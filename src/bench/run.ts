@@ -11,6 +11,7 @@ import { freshProcessRows, freshProcessVsBare } from './freshProcessWrk.js';
 import { machineInfo } from './machine.js';
 import { spawnBareServer, spawnProxy, type ChildServer } from './processes.js';
 import { startup, startupRows } from './startup.js';
+import { idleMemory } from './idleMemory.js';
 
 /**
  * `npm run bench`: the product's performance promises, measured side by side in one run,
@@ -160,11 +161,10 @@ async function throttling() {
 
 /** 5. Resident memory: idle, through a token flood, through a hit-path flood. */
 async function memory(s: Settings, upstream: string) {
+  const idle = await idleMemory(upstream, 3);
   const proxy: ChildServer = await spawnProxy(upstream, []);
   try {
     const t = await token(proxy.url);
-    await new Promise((r) => setTimeout(r, 1000));
-    const idle = await proxy.rssMiB();
     // Any HTTP load grows V8's heap and node's buffers to a working size once; measure the
     // floods from there, so what they add is theirs.
     await cannon({ url: `${proxy.url}${CREDS_PATH}`, headers: { 'x-aws-ec2-metadata-token': t }, connections: 50, amount: s.floodRequests / 10 });
@@ -183,7 +183,9 @@ async function memory(s: Settings, upstream: string) {
       hitCheckpoints.push(await proxy.rssMiB());
     }
     return {
-      idle_mib: idle,
+      idle_mib: idle.proxy_mib,
+      idle_bare_mib: idle.bare_mib,
+      idle_runs: idle,
       warm_mib: warm,
       warm_up_requests: s.floodRequests / 10,
       after_token_flood_mib: checkpoints.at(-1),
@@ -253,7 +255,8 @@ async function main() {
       ['stampede: last served after (ms)', herd.last_served_ms],
       ['throttled IMDS: failed direct / via proxy (%)', `${story.direct_failure_pct} / ${story.proxied_failure_pct}`],
       ['throttled IMDS: requests reaching IMDS direct / via proxy', `${story.imds_requests_direct} / ${story.imds_requests_proxied}`],
-      ['memory idle / after a warm-up of hits (MiB RSS)', `${mem.idle_mib} / ${mem.warm_mib}`],
+      ['memory idle, proxy / bare node:http (MiB RSS, median of 3 fresh processes)', `${mem.idle_mib} / ${mem.idle_bare_mib}`],
+      ['memory after a warm-up of hits (MiB RSS)', mem.warm_mib],
       [`memory after ${s.floodRequests} token requests`, `${mem.after_token_flood_mib} (${mem.token_flood_checkpoints_mib.join(' → ')})`],
       ['token issued before the flood still valid', String(mem.early_token_valid_after_flood)],
       [`memory after ${s.floodRequests} hits`, `${mem.after_hit_flood_mib} (${mem.hit_flood_checkpoints_mib.join(' → ')})`],
