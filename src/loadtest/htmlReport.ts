@@ -144,6 +144,12 @@ const DRAW_SCRIPT = `
       : 'ramp from ' + s.ramp_from_per_s + ' to ' + s.ramp_to_per_s + ' fetches/s in ' + s.steps + ' steps, open loop';
     part.appendChild(el('p', {}, shape + ' against ' + s.target + ', ' + r.duration_s + ' s.'));
     if (r.interrupted) part.appendChild(el('p', { 'class': 'interrupted' }, 'Interrupted (Ctrl-C): the figures cover what ran.'));
+    if (r.late_starts > 0) {
+      var late = el('p', { 'class': 'interrupted' }, 'The generator started ');
+      late.appendChild(el('span', { 'data-field': 'late_starts' }, String(r.late_starts)));
+      late.appendChild(document.createTextNode(' fetches over 100 ms late (a busy machine): late fetches start in a bunch, and a throttle punishes bunches.'));
+      part.appendChild(late);
+    }
 
     if (r.mode === 'ramp') {
       var knee = el('p', { 'class': 'knee' });
@@ -204,7 +210,8 @@ const DRAW_SCRIPT = `
       part.appendChild(el('h3', {}, 'Steps'));
       var steps = el('table');
       var columns = [['offered/s', 'offered_per_s'], ['fetches', 'fetches'], ['completed/s', 'rate_per_s'], ['failed %', 'failed_pct'],
-        ['timeouts', 'timeouts'], ['throttled', 'throttled'], ['not started', 'not_started'], ['p50 ms', 'p50_ms'], ['p99 ms', 'p99_ms']];
+        ['timeouts', 'timeouts'], ['throttled', 'throttled'], ['not started', 'not_started'], ['late starts', 'late_starts'],
+        ['p50 ms', 'p50_ms'], ['p99 ms', 'p99_ms']];
       var head = el('tr');
       columns.forEach(function (c) { head.appendChild(el('th', { 'class': 'n' }, c[0])); });
       steps.appendChild(head);

@@ -1,6 +1,6 @@
 import { KNEE_FAILED_PCT } from './knee.js';
 import type { LoadResult } from './result.js';
-import type { StepResult } from './runLoad.js';
+import { LATE_START_MS, type StepResult } from './runLoad.js';
 import type { LoadSummary } from './summary.js';
 
 /** Rows of a two-or-more-column table, aligned for a terminal. */
@@ -35,7 +35,7 @@ export function formatSummary(s: LoadSummary): string {
 /** The per-step table of an open-loop run or a ramp. */
 export function formatSteps(steps: StepResult[]): string {
   return formatTable(
-    ['offered/s', 'fetches', 'completed/s', 'failed %', 'timeouts', 'throttled', 'other', 'not started', 'p50 ms', 'p99 ms'],
+    ['offered/s', 'fetches', 'completed/s', 'failed %', 'timeouts', 'throttled', 'other', 'not started', 'late starts', 'p50 ms', 'p99 ms'],
     steps.map((s) => [
       s.offered_per_s,
       s.fetches,
@@ -45,6 +45,7 @@ export function formatSteps(steps: StepResult[]): string {
       s.throttled,
       s.http_errors + s.connection_errors + s.bad_documents,
       s.not_started,
+      s.late_starts,
       s.p50_ms,
       s.p99_ms,
     ]),
@@ -72,12 +73,24 @@ export function formatLoadResult(result: LoadResult): string {
       : result.mode === 'open'
         ? `${s.rate_per_s} fetches/s (open loop, at most ${s.max_clients} in flight)`
         : `a ramp from ${s.ramp_from_per_s} to ${s.ramp_to_per_s} fetches/s in ${s.steps} steps (open loop, at most ${s.max_clients} in flight)`;
+  const lasted = result.interrupted
+    ? `${result.duration_s} s (interrupted)`
+    : result.duration_s > Number(s.duration_s) + 0.05
+      ? `${s.duration_s} s (${result.duration_s} s until the last fetch ended)`
+      : `${result.duration_s} s`;
   const parts = [
-    `${offered} against ${s.target} for ${result.duration_s} s${result.interrupted ? ' (interrupted)' : ''}`,
+    `${offered} against ${s.target} for ${lasted}`,
     '',
     formatSummary(result),
   ];
   if (result.steps !== undefined && result.steps.length > 0) parts.push('', formatSteps(result.steps));
   if (result.mode === 'ramp') parts.push('', describeKnee(result));
+  if ((result.late_starts ?? 0) > 0) {
+    parts.push(
+      '',
+      `warning: the generator started ${result.late_starts} fetches over ${LATE_START_MS} ms late (this machine is busy): their latency counts ` +
+        'from when they were due, but late fetches start in a bunch, and a throttle punishes bunches',
+    );
+  }
   return parts.join('\n');
 }

@@ -27,6 +27,8 @@ export interface LoadResult extends LoadSummary, Partial<Knee> {
   series: SeriesPoint[];
   /** Open loop and ramp: one row per step (one step for a steady --rate). */
   steps?: StepResult[];
+  /** Open loop and ramp: arrivals the generator started over 100 ms late (it fell behind). */
+  late_starts?: number;
 }
 
 export function modeOf(options: LoadOptions): LoadMode {
@@ -59,7 +61,7 @@ export function loadResult(options: LoadOptions, run: LoadRun, machine: Machine 
     settings: settingsOf(options),
     machine,
     series: run.series,
-    ...(mode !== 'closed' ? { steps: run.steps } : {}),
+    ...(mode !== 'closed' ? { steps: run.steps, late_starts: run.lateStarts } : {}),
     ...(mode === 'ramp' ? findKnee(run.steps) : {}),
   };
 }

@@ -45,6 +45,8 @@ export interface StepResult extends LoadSummary {
   offered_per_s: number;
   /** Failed fetches in percent of the step's fetches. */
   failed_pct: number;
+  /** Arrivals the generator started over LATE_START_MS after they were due. */
+  late_starts: number;
 }
 
 export interface LoadRun {
@@ -54,7 +56,16 @@ export interface LoadRun {
   series: SeriesPoint[];
   /** Open loop only: one row per step that began. */
   steps: StepResult[];
+  /** Open loop: arrivals started over LATE_START_MS late, the generator's own lag. */
+  lateStarts: number;
 }
+
+/**
+ * An open-loop arrival started this much after it was due means the generator fell behind
+ * (a busy machine): its latency still counts from the due time, but late arrivals start in a
+ * bunch, and a bunch is what a throttle punishes, so the run says how many there were.
+ */
+export const LATE_START_MS = 100;
 
 /** Hard ceilings whatever the caller asks: every load loop ends by itself. */
 export const LOAD_LIMITS = { clients: 10_000, durationSeconds: 600, timeoutMs: 60_000, ratePerS: 20_000 };
@@ -79,6 +90,7 @@ export async function runLoadTest(options: LoadOptions): Promise<LoadRun> {
   const offeredBySecond: number[] = [];
   const rates = options.arrivals?.ratesPerS.map((r) => Math.min(r, LOAD_LIMITS.ratePerS)) ?? [];
   const bySteps = rates.map(() => new LoadRecorder());
+  const lateBySteps = rates.map(() => 0);
   const stepMs = rates.length > 0 ? durationMs / rates.length : durationMs;
   const started = performance.now();
   const endsAt = started + durationMs;
@@ -136,6 +148,7 @@ export async function runLoadTest(options: LoadOptions): Promise<LoadRun> {
         if (signal?.aborted) break schedule;
         offer(dueAt);
         stepsBegun = step + 1;
+        if (performance.now() - dueAt > LATE_START_MS) lateBySteps[step]!++;
         if (inFlight.size >= maxClients) {
           record({ requests: 0, failure: 'not_started', latencyMs: 0 }, step);
           continue;
@@ -165,9 +178,11 @@ export async function runLoadTest(options: LoadOptions): Promise<LoadRun> {
   const steps = rates.slice(0, stepsBegun).map((rate, step) => {
     const lasted = Math.min(stepMs, stoppedAt - started - step * stepMs) / 1000;
     const s = bySteps[step]!.summarize(lasted);
-    return { offered_per_s: round(rate), ...s, failed_pct: round(s.fetches > 0 ? (100 * s.failed) / s.fetches : 0) };
+    const failedPct = round(s.fetches > 0 ? (100 * s.failed) / s.fetches : 0);
+    return { offered_per_s: round(rate), ...s, failed_pct: failedPct, late_starts: lateBySteps[step]! };
   });
-  return { summary: total.summarize(elapsedMs / 1000), interrupted, series, steps };
+  const lateStarts = lateBySteps.reduce((a, b) => a + b, 0);
+  return { summary: total.summarize(elapsedMs / 1000), interrupted, series, steps, lateStarts };
 }
 
 /** Resolves at `at` (performance.now() time) or as soon as the signal aborts. */

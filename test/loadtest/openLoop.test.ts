@@ -58,6 +58,9 @@ describe('open loop: arrivals on a schedule, not on completions', () => {
       clearTimeout(stall);
       expect(run.summary.fetches).toBe(50);
       expect(run.summary.max_ms).toBeGreaterThanOrEqual(250);
+      // ...and the run says its generator fell behind: at 50/s, a 300 ms stall makes 10 or so late.
+      expect(run.lateStarts).toBeGreaterThanOrEqual(5);
+      expect(run.steps[0]!.late_starts).toBe(run.lateStarts);
     } finally {
       await sim.close();
     }
@@ -95,7 +98,7 @@ describe('the knee', () => {
   const step = (offered: number, fetches: number, failed: number, completedPerS: number): StepResult => {
     const r = new LoadRecorder();
     for (let i = 0; i < fetches; i++) r.record({ requests: 3, failure: i < failed ? 'timeout' : undefined, latencyMs: 1 });
-    return { offered_per_s: offered, ...r.summarize(1), rate_per_s: completedPerS, failed_pct: (100 * failed) / fetches };
+    return { offered_per_s: offered, ...r.summarize(1), rate_per_s: completedPerS, failed_pct: (100 * failed) / fetches, late_starts: 0 };
   };
 
   it('ramps in equal steps, both ends included', () => {
@@ -131,7 +134,7 @@ describe('the knee', () => {
       );
       const { knee_fetches_per_s: knee, sustained_fetches_per_s: sustained } = findKnee(run.steps);
       const table = run.steps
-        .map((s) => `${s.offered_per_s}/s: ${s.failed}/${s.fetches} failed (${s.timeouts} timeouts, ${s.throttled} throttled, ${s.connection_errors} connection errors)`)
+        .map((s) => `${s.offered_per_s}/s: ${s.failed}/${s.fetches} failed (${s.timeouts} timeouts, ${s.throttled} throttled, ${s.connection_errors} connection errors, ${s.late_starts} late starts)`)
         .join(', ');
       expect(knee, table).not.toBeNull();
       expect(Math.abs(knee! - R / 3), table).toBeLessThanOrEqual(0.1 * (R / 3));
