@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DEMO_PRESETS, formatDemoResult, runDemoScenario } from '../../src/demo.js';
+import { DEMO_PRESETS, formatDemoResult, runDemoScenario, type DemoRun } from '../../src/demo.js';
 import { runCli } from '../support/cliProcess.js';
 
 describe('demo', () => {
@@ -10,9 +10,13 @@ describe('demo', () => {
     const result = await runDemoScenario(DEMO_PRESETS.quick);
     expect(result.direct.load.failed).toBeGreaterThan(0);
     expect(result.direct.load.timeouts).toBeGreaterThan(0);
-    // Through the proxy IMDS sees one fetch, exactly; the clients' own 1 s timeouts can still
-    // fire when this shared 2-core machine starves a process for a second (seen at load 11).
-    expect(result.proxied.load.failed).toBeLessThan(0.05 * result.proxied.load.fetches);
+    // Through the proxy the throttle never bites: IMDS drops nothing. The clients' own 1 s
+    // timeouts can still fire when this shared 2-core machine starves the processes for a second
+    // (11 of 99 fetches at load 12), so the failure rate is held against the direct one.
+    const dropped = Object.values(result.proxied.imds.byRoute).reduce((n, outcomes) => n + (outcomes?.dropped ?? 0), 0);
+    expect(dropped).toBe(0);
+    const failRate = (r: DemoRun) => r.load.failed / r.load.fetches;
+    expect(failRate(result.proxied)).toBeLessThan(failRate(result.direct) / 2);
     expect(result.proxied.load.completed).toBeGreaterThan(result.direct.load.completed);
     expect(result.proxied.imds.byRoute.credentials?.ok ?? 0).toBeLessThanOrEqual(2);
     const text = formatDemoResult(result);
@@ -33,7 +37,7 @@ describe('demo', () => {
     const last = JSON.parse(run.stdout().trim().split('\n').at(-1)!) as { direct: Run; proxied: Run };
     expect(last.direct.failed).toBeGreaterThan(0);
     expect(last.direct.imds_requests).toBeGreaterThan(0);
-    expect(last.proxied.failed).toBeLessThan(0.05 * last.proxied.fetches);
+    expect(last.proxied.failed / last.proxied.fetches).toBeLessThan(last.direct.failed / last.direct.fetches / 2);
     expect(last.proxied.imds_credentials_served).toBeLessThanOrEqual(2);
     expect(run.stdout()).not.toMatch(/SecretAccessKey|ASIA/);
     // One report, both scenarios, its path printed.
