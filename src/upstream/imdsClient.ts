@@ -34,7 +34,18 @@ export interface ImdsClientOptions {
  */
 export type ResponseJudge = (response: UpstreamResponse) => void;
 
-const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/** A retry's wait, cut short when the proxy stops. */
+function sleepUnlessStopped(ms: number, stop: AbortSignal | undefined): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      stop?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    stop?.addEventListener('abort', done, { once: true });
+  });
+}
 
 /**
  * GETs from IMDS with the proxy's session token, a timeout per attempt and bounded retries
@@ -49,7 +60,7 @@ export class ImdsClient {
 
   constructor(private readonly options: ImdsClientOptions) {
     this.session = new UpstreamSession(options);
-    this.sleep = options.sleep ?? defaultSleep;
+    this.sleep = options.sleep ?? ((ms) => sleepUnlessStopped(ms, options.signal));
     this.request = options.request ?? httpRequest;
   }
 

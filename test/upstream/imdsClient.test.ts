@@ -344,3 +344,46 @@ describe('role names go upstream raw (item 5)', () => {
     expect(seen).toBe(`${CREDS}/${role}`);
   });
 });
+
+describe('stopping', () => {
+  it('a stop cuts a retry backoff short: get() ends at once, with no further attempt', async () => {
+    const stop = new AbortController();
+    let requests = 0;
+    const metrics = new RecordingMetrics();
+    const c = new ImdsClient({
+      baseUrl: UPSTREAM,
+      timeoutMs: 100,
+      maxAttempts: 5,
+      retryBaseMs: 60_000,
+      retryMaxMs: 60_000,
+      clock: new ManualClock(),
+      metrics,
+      logger: silentLogger,
+      signal: stop.signal,
+      request: async () => {
+        requests++;
+        throw new UpstreamError('timeout', 'scripted timeout');
+      },
+    });
+    const started = performance.now();
+    const pending = failure(c.get('/latest/meta-data/a', 'metadata'));
+    await new Promise((r) => setTimeout(r, 50));
+    stop.abort();
+    const error = await pending;
+    expect(performance.now() - started).toBeLessThan(5_000);
+    expect(error.message).toMatch(/stopping/);
+    expect(requests).toBe(1);
+    // The one attempt before the stop (its token PUT) is counted; the stop is no upstream outcome.
+    expect([...metrics.counts].filter(([k]) => k.startsWith('upstream:'))).toEqual([['upstream:token:timeout', 1]]);
+  });
+
+  it('a stop aborts an exchange in flight over HTTP, whatever its timeout', async () => {
+    const stop = new AbortController();
+    nock(UPSTREAM).get('/latest/meta-data/slow').delay(30_000).reply(200, 'late');
+    const { httpRequest } = await import('../../src/upstream/httpRequest.js');
+    const pending = failure(httpRequest({ method: 'GET', url: `${UPSTREAM}/latest/meta-data/slow`, timeoutMs: 60_000, signal: stop.signal }));
+    setTimeout(() => stop.abort(), 50);
+    expect((await pending).message).toMatch(/stopping/);
+    nock.cleanAll();
+  });
+});
