@@ -36,8 +36,9 @@ export class MetadataCache {
       max: options.maxEntries,
       maxSize: options.maxBytes,
       sizeCalculation: (answer, key) => answer.body.length + key.length + 64,
-      // The cache's notion of time is the injected clock, so tests can age entries.
-      perf: { now: () => options.clock.now() },
+      // The injected clock, so tests can age entries; monotonic, so a wall-clock step
+      // neither stretches nor cuts a lifetime.
+      perf: { now: () => options.clock.monotonic() },
       ttlResolution: 0,
     });
   }
