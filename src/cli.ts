@@ -1,6 +1,5 @@
 #!/usr/bin/env node
-import { firstLine } from './config.js';
-import { UsageError } from './usageError.js';
+import { firstLine, UsageError } from './usageError.js';
 
 const HELP = `Usage: imds-cache-proxy <command> [options]
 

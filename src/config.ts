@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { LOG_LEVELS, type LogLevel } from './logLevels.js';
-import { UsageError } from './usageError.js';
+import { firstLine, UsageError } from './usageError.js';
 
 export interface ListenAddress {
   host: string;
@@ -233,9 +233,9 @@ function nonEmpty(source: string, raw: string): string {
   return raw;
 }
 
-export function firstLine(error: unknown): string {
-  return String((error as Error)?.message ?? error).split('\n')[0] ?? 'invalid arguments';
-}
+// Here too for the commands that import it from config; it lives beside UsageError so that
+// cli.ts can report errors without loading config (and node:net) on every start.
+export { firstLine } from './usageError.js';
 
 export function formatListen(address: ListenAddress): string {
   return isIP(address.host) === 6 ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;

@@ -64,13 +64,13 @@ describe('what each command loads', () => {
     expect((await loadedBy([], script)).undici).toBe(true);
   });
 
-  it('--version and --help load no package, no undici, and none of the commands', async () => {
+  it('--version and --help load no package, no undici, no configuration and none of the commands', async () => {
     for (const args of [['--version'], ['--help']]) {
       const run = await loadedBy(args);
       expect(run.code, args[0]).toBe(0);
       expect([...run.packages], args[0]).toEqual([]);
       expect(run.undici, args[0]).toBe(false);
-      expect(run.own.filter((f) => f !== 'cli.js' && f !== 'version.js'), args[0]).toEqual(['config.js', 'logLevels.js', 'usageError.js']);
+      expect(run.own.filter((f) => f !== 'cli.js' && f !== 'version.js'), args[0]).toEqual(['usageError.js']);
     }
   });
 
