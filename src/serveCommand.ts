@@ -1,5 +1,6 @@
 import { parseServeConfig, SERVE_OPTIONS } from './config.js';
 import { createLogger } from './log.js';
+import { takeInheritedListeners } from './server/inheritedListeners.js';
 import { startProxy } from './server/proxy.js';
 
 export const SERVE_HELP = `Usage: imds-cache-proxy serve [options]
@@ -21,13 +22,15 @@ export async function runServeCommand(argv: string[], env: NodeJS.ProcessEnv = p
     return 0;
   }
   const config = parseServeConfig(argv, env);
+  // Sockets systemd passed (imds-cache-proxy.socket); none: bind --listen as usual.
+  const inherited = takeInheritedListeners(env, process.pid);
   const logger = createLogger(config.logLevel);
   // Listen for signals before the proxy starts: one sent as soon as it logs "started" counts.
   const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
   });
-  const proxy = await startProxy(config, { logger });
+  const proxy = await startProxy(config, { logger, inherited });
   const signal = await stopSignal;
   logger.info({ event: 'stopping', signal }, 'draining requests in flight');
   await proxy.close();

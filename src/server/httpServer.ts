@@ -1,50 +1,100 @@
 import { createServer, ServerResponse, type RequestListener, type Server } from 'node:http';
-import { Server as NetServer, type AddressInfo } from 'node:net';
+import { Server as NetServer, type AddressInfo, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ListenAddress } from '../config.js';
+import { listenInherited, type InheritedSocket } from './inheritedListeners.js';
 
 export interface HttpServerOptions {
   maxConnections?: number;
   /** Answers requests node:http cannot parse (its default writes a bare status line). */
   clientError?: (error: Error & { code?: string }, socket: Duplex) => void;
+  /** Accept on this socket passed by a supervisor (systemd) instead of binding; it must be bound to the address given. */
+  inherited?: InheritedSocket;
+  /** The option that set the address, for the error if an inherited socket is bound elsewhere. */
+  listenOption?: string;
 }
+
+/**
+ * How long an idle keep-alive connection stays open. Short, because a drain waits for it
+ * (see closeGracefully); loopback reconnects cost microseconds. node advertises it as
+ * `Keep-Alive: timeout=2` (whole seconds, rounded down), closes after it plus a second of its
+ * own (3.5 s), and node's agent, the JS SDK's, stops reusing a connection a second before the
+ * advertised timeout (1 s): the client's last request is long in when the server closes.
+ */
+export const KEEP_ALIVE_MS = 2_500;
 
 /** Limits that keep one misbehaving client from tying up the proxy (slow-loris, huge headers). */
 const SERVER_LIMITS = {
   maxHeaderSize: 16 * 1024,
   headersTimeout: 10_000,
   requestTimeout: 15_000,
-  keepAliveTimeout: 5_000,
+  keepAliveTimeout: KEEP_ALIVE_MS,
   // The front door answers an HTTP/1.1 request without Host itself, IMDS-style and counted.
   requireHostHeader: false,
 };
 
-/** Servers that are shutting down, and the flag their responses read. */
-const drainFlags = new WeakMap<Server, { draining: boolean }>();
+/**
+ * What the drain needs to know about a server: whether it is draining, and which of its
+ * connections were last answered keep-alive, i.e. may still carry a client's next request.
+ */
+interface DrainState {
+  /** Accepting on a socket a supervisor passed (and keeps open), not one bound here. */
+  inherited: boolean;
+  draining: boolean;
+  keptAlive: Set<Socket>;
+  /** Called, while draining, once no connection is left that was promised keep-alive. */
+  onNoneKeptAlive: (() => void) | undefined;
+}
+
+const drainStates = new WeakMap<Server, DrainState>();
+/** On a socket: whether its last answer left it open for another request. */
+const KEPT_ALIVE = Symbol('keptAlive');
+type TrackedSocket = Socket & { [KEPT_ALIVE]?: boolean };
 
 /**
  * Responses that, once their server is draining, tell the client not to reuse the
- * connection. Checked when the headers go out, so it also reaches requests that were
- * already in flight when the shutdown began; costs one property read per response.
+ * connection, and that keep `keptAlive` up to date. Checked when the headers go out, so it
+ * also reaches requests that were already in flight when the shutdown began; costs a few
+ * property reads per response, and a Set entry and a close listener per connection.
  */
-function drainAwareResponse(flag: { draining: boolean }): typeof ServerResponse {
+function drainAwareResponse(state: DrainState): typeof ServerResponse {
   class DrainAwareResponse extends ServerResponse {}
   const plainWriteHead = ServerResponse.prototype.writeHead as (this: ServerResponse, ...args: unknown[]) => ServerResponse;
   (DrainAwareResponse.prototype as unknown as { writeHead: typeof plainWriteHead }).writeHead = function (this: ServerResponse, ...args: unknown[]) {
-    if (flag.draining && !this.headersSent) this.setHeader('connection', 'close');
-    return plainWriteHead.apply(this, args);
+    if (state.draining && !this.headersSent) this.setHeader('connection', 'close');
+    const response = plainWriteHead.apply(this, args);
+    // node's own verdict once the headers are stored: `_last` is set when this answer says
+    // (or the request asked for) Connection: close.
+    noteKeepAlive(state, this.socket as TrackedSocket | null, !(this as unknown as { _last: boolean })._last);
+    return response;
   };
   return DrainAwareResponse as typeof ServerResponse;
 }
 
+function noteKeepAlive(state: DrainState, socket: TrackedSocket | null, keptAlive: boolean): void {
+  if (socket === null || socket[KEPT_ALIVE] === keptAlive) return;
+  if (socket[KEPT_ALIVE] === undefined) socket.once('close', () => forgetSocket(state, socket));
+  socket[KEPT_ALIVE] = keptAlive;
+  if (keptAlive) state.keptAlive.add(socket);
+  else forgetSocket(state, socket);
+}
+
+function forgetSocket(state: DrainState, socket: Socket): void {
+  if (state.keptAlive.delete(socket) && state.keptAlive.size === 0) state.onNoneKeptAlive?.();
+}
+
 /** A node:http server running `listener` (the front door, or a bare hono app), listening on `address`. */
 export async function listen(listener: RequestListener, address: ListenAddress, options: HttpServerOptions = {}): Promise<Server> {
-  const flag = { draining: false };
-  const server = createServer({ ...SERVER_LIMITS, ServerResponse: drainAwareResponse(flag) }, listener);
+  const state: DrainState = { inherited: options.inherited !== undefined, draining: false, keptAlive: new Set(), onNoneKeptAlive: undefined };
+  const server = createServer({ ...SERVER_LIMITS, ServerResponse: drainAwareResponse(state) }, listener);
   if (options.clientError !== undefined) server.on('clientError', options.clientError);
-  drainFlags.set(server, flag);
+  drainStates.set(server, state);
   server.keepAliveTimeout = SERVER_LIMITS.keepAliveTimeout;
   if (options.maxConnections !== undefined) server.maxConnections = options.maxConnections;
+  if (options.inherited !== undefined) {
+    await listenInherited(server, options.inherited, address, options.listenOption ?? '--listen');
+    return server;
+  }
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(address.port, address.host, () => {
@@ -60,44 +110,47 @@ export function boundPort(server: Server): number {
 }
 
 /**
- * Stops accepting, lets requests in flight finish, then closes what is left. Resolves
- * within `graceMs` whatever clients do.
- *
- * No request a client has sent is reset, as far as HTTP/1.1 allows:
- * - the listener closes first, so a new connection is refused at connect, cleanly;
- * - every answer from then on, including those to requests already in flight, carries
- *   `Connection: close`, and the server closes the connection after it: a keep-alive
- *   client learns from the answer itself not to send on that connection again;
- * - connections idle at that moment are left open for a short while (node's own close()
- *   would destroy them at once, resetting any request already on its way over one of
- *   them); a busy client sends on its connection within that time and gets its answer
- *   and the `Connection: close`; connections still idle after it belong to clients that
- *   are not sending, and are closed.
- * Only what is still open at `graceMs` is cut.
+ * Drains `server` so that no request a client sends fails, then closes it; resolves within
+ * `graceMs` whatever clients do (docs/restarts.md has the whole hand-over). A server may
+ * only close a connection it told the client it would close, or one idle for longer than
+ * the `Keep-Alive: timeout` it advertised; anything else races the client's next request.
+ * - From now on every answer, including those to requests already in flight, carries
+ *   `Connection: close`, and the connection closes after it.
+ * - No idle connection is closed early: those last answered keep-alive are left to node's
+ *   own keep-alive timer (longer than the hint, see KEEP_ALIVE_MS) unless their client sends
+ *   again first and is told to close.
+ * - When to stop accepting depends on who owns the listening socket. A bound one stops at
+ *   once: closing it later would reset the connections the kernel had queued on it by then,
+ *   whereas from now on clients are refused at connect, cleanly. An inherited one (systemd
+ *   holds it too) keeps accepting, each new connection told to close after one answer,
+ *   until no connection promised keep-alive is left: closing this process's fd then leaves
+ *   the socket and its queue to the next process, which systemd starts only once this one
+ *   has exited, so connections are served here rather than queued for the whole drain.
+ * - It resolves when the last connection has ended. Only what is still open at `graceMs`
+ *   (a request stuck upstream, a client that connected and never sent) is cut.
  */
 export function closeGracefully(server: Server, graceMs: number): Promise<void> {
   return new Promise((resolve) => {
-    const flag = drainFlags.get(server);
-    if (flag !== undefined) flag.draining = true;
-    const idleDrainMs = Math.min(IDLE_DRAIN_MS, graceMs / 4);
-    const sweep = setTimeout(function sweepIdle() {
-      server.closeIdleConnections();
-      // Keep sweeping: a connection whose answer had already started when draining began
-      // went out keep-alive, and becomes idle only when that answer ends.
-      sweep.refresh();
-    }, idleDrainMs);
-    const force = setTimeout(() => server.closeAllConnections(), graceMs);
-    sweep.unref();
+    let accepting = true;
+    const stopAccepting = () => {
+      if (!accepting) return;
+      accepting = false;
+      // net.Server's close, not http.Server's: the latter also destroys idle keep-alive
+      // connections at once, which is exactly the race this avoids.
+      NetServer.prototype.close.call(server, () => {
+        clearTimeout(force);
+        resolve();
+      });
+    };
+    const force = setTimeout(() => {
+      stopAccepting();
+      server.closeAllConnections();
+    }, graceMs);
     force.unref();
-    // net.Server's close, not http.Server's: stop accepting without node's immediate sweep
-    // of idle keep-alive connections (see above).
-    NetServer.prototype.close.call(server, () => {
-      clearTimeout(sweep);
-      clearTimeout(force);
-      resolve();
-    });
+    const state = drainStates.get(server);
+    if (state === undefined) return stopAccepting();
+    state.draining = true;
+    if (!state.inherited || state.keptAlive.size === 0) return stopAccepting();
+    state.onNoneKeptAlive = stopAccepting;
   });
 }
-
-/** How long connections idle at shutdown are given to send one more request. */
-const IDLE_DRAIN_MS = 500;

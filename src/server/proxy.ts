@@ -22,6 +22,7 @@ import { getRequestListener } from '@hono/node-server';
 import type { ProxyServices } from './context.js';
 import { createFrontDoor } from './frontDoor.js';
 import { boundPort, closeGracefully, listen } from './httpServer.js';
+import type { InheritedListeners } from './inheritedListeners.js';
 import { createSourceFilter, isLoopbackHost } from './sourceFilter.js';
 import { UsageError } from '../usageError.js';
 
@@ -33,6 +34,8 @@ export interface ProxyDependencies {
   /** A recorder with an exposition is served at /metrics. */
   metrics?: ExposedMetrics;
   random?: () => number;
+  /** Listening sockets passed by systemd (socket activation), accepted on instead of binding. */
+  inherited?: InheritedListeners;
 }
 
 export interface RunningProxy {
@@ -45,7 +48,8 @@ export interface RunningProxy {
   close(): Promise<void>;
 }
 
-const SHUTDOWN_GRACE_MS = 4_000;
+/** How long a stop waits for connections to finish before cutting them (see closeGracefully). */
+export const SHUTDOWN_GRACE_MS = 4_000;
 /** Clients still waiting on upstream get a 503 this long before the drain closes their connections. */
 const UPSTREAM_ABORT_BEFORE_DEADLINE_MS = 1_000;
 
@@ -63,6 +67,13 @@ export async function startProxy(config: ProxyConfig, deps: ProxyDependencies = 
   const logger = deps.logger ?? createLogger(config.logLevel);
   const metrics: ExposedMetrics = deps.metrics ?? (config.metrics ? new PrometheusMetrics({ version: VERSION }) : noopMetrics);
   const exposition = config.metrics ? metrics.exposition?.bind(metrics) : undefined;
+  const inherited = deps.inherited ?? {};
+  if (inherited.metrics !== undefined && (config.metricsListen === undefined || exposition === undefined)) {
+    // Left alone, systemd would keep queueing connections on it that nothing ever answers.
+    throw new UsageError(
+      `the inherited socket "${inherited.metrics.name}" (fd ${inherited.metrics.fd}) is for metrics, but no metrics listener is configured: set --metrics-listen to its address (with --metrics on), or remove the socket`,
+    );
+  }
 
   // Aborted on close: upstream work in flight ends at once, whatever the timeout and attempts.
   const stopUpstream = new AbortController();
@@ -130,7 +141,11 @@ export async function startProxy(config: ProxyConfig, deps: ProxyDependencies = 
   const servers: Server[] = [];
   const allowSource = createSourceFilter(config.allowCidrs);
   const frontDoor = createFrontDoor(services, { allowHosts: config.allowHosts, ...(allowSource ? { allowSource } : {}) });
-  const server = await listen(frontDoor.listener, config.listen, { maxConnections: config.maxConnections, clientError: frontDoor.clientError });
+  const server = await listen(frontDoor.listener, config.listen, {
+    maxConnections: config.maxConnections,
+    clientError: frontDoor.clientError,
+    ...(inherited.imds ? { inherited: inherited.imds, listenOption: '--listen' } : {}),
+  });
   servers.push(server);
   const url = `http://${formatListen({ host: config.listen.host, port: boundPort(server) })}`;
 
@@ -143,13 +158,27 @@ export async function startProxy(config: ProxyConfig, deps: ProxyDependencies = 
     });
     metricsApp.get('/healthz', () => new Response('ok\n'));
     // Not behind --allow-cidr (Prometheus scrapes it from elsewhere), but capped like the rest.
-    const metricsServer = await listen(getRequestListener(metricsApp.fetch), config.metricsListen, { maxConnections: config.maxConnections });
+    const metricsServer = await listen(getRequestListener(metricsApp.fetch), config.metricsListen, {
+      maxConnections: config.maxConnections,
+      ...(inherited.metrics ? { inherited: inherited.metrics, listenOption: '--metrics-listen' } : {}),
+    }).catch(async (error: unknown) => {
+      // The IMDS listener is already open: left so, the process would neither serve nor exit.
+      await closeGracefully(server, 0);
+      throw error;
+    });
     servers.push(metricsServer);
     metricsUrl = `http://${formatListen({ host: config.metricsListen.host, port: boundPort(metricsServer) })}/metrics`;
   }
 
   logger.info(
-    { event: 'started', listen: url, metrics: metricsUrl, upstream: config.upstream, clientTokens: config.clientTokens },
+    {
+      event: 'started',
+      listen: url,
+      metrics: metricsUrl,
+      upstream: config.upstream,
+      clientTokens: config.clientTokens,
+      ...(inherited.imds || inherited.metrics ? { inheritedSockets: Object.keys(inherited) } : {}),
+    },
     'imds-cache-proxy started',
   );
   let announcedReady = false;
