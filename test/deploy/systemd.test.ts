@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseServeConfig, SERVE_OPTIONS } from '../../src/config.js';
+import { formatListen, parseListen, parseServeConfig, SERVE_OPTIONS } from '../../src/config.js';
+import { takeInheritedListeners } from '../../src/server/inheritedListeners.js';
 import { silentLogger } from '../../src/log.js';
 import { startProxy, type RunningProxy } from '../../src/server/proxy.js';
 import { startSimulator, type RunningSimulator } from '../../src/simulator/simulator.js';
@@ -60,6 +61,9 @@ function parseEnvFile(text: string): Record<string, string> {
   }
   return env;
 }
+
+const SOCKET_UNITS = ['imds-cache-proxy.socket', 'imds-cache-proxy-metrics.socket'];
+const socketUnit = (name: string) => parseUnit(readFileSync(join(DIR, name), 'utf8'));
 
 const unit = parseUnit(UNIT_TEXT);
 const service = unit.Service ?? {};
@@ -184,7 +188,13 @@ describe('deploy/systemd/imds-cache-proxy.service', () => {
     expect(readFileSync(copy, 'utf8')).not.toBe(UNIT_TEXT);
     const redirect = join(scratch, 'imds-cache-proxy-redirect.service');
     writeFileSync(redirect, readFileSync(join(DIR, 'imds-cache-proxy-redirect.service'), 'utf8'));
-    const result = spawnSync('systemd-analyze', ['verify', copy, redirect], { encoding: 'utf8' });
+    // The socket units next to the service they start, as they are installed.
+    const sockets = SOCKET_UNITS.map((name) => {
+      const path = join(scratch, name);
+      writeFileSync(path, readFileSync(join(DIR, name), 'utf8'));
+      return path;
+    });
+    const result = spawnSync('systemd-analyze', ['verify', copy, redirect, ...sockets], { encoding: 'utf8' });
     // verify exits 0 even for settings it ignores, so any output at all is a failure.
     expect(`${result.stdout}${result.stderr}`.trim()).toBe('');
     expect(result.status).toBe(0);
@@ -402,5 +412,38 @@ describe('deploy/systemd/imds-cache-proxy-redirect.service', () => {
     const run = runUnit(text, backend);
     expect(run.status, run.out).not.toBe(0);
     expect(run.out).toMatch(why);
+  });
+});
+
+describe('deploy/systemd socket activation units', () => {
+  const imds = socketUnit('imds-cache-proxy.socket');
+  const metrics = socketUnit('imds-cache-proxy-metrics.socket');
+
+  it('imds-cache-proxy.socket listens where the service is configured to, and names its socket "imds"', () => {
+    const config = parseServeConfig([], serviceEnvironment());
+    expect(imds.Socket?.ListenStream).toEqual([formatListen(config.listen)]);
+    expect(imds.Socket?.FileDescriptorName).toEqual(['imds']);
+    // Same name as the service: systemd passes its socket to imds-cache-proxy.service.
+    expect(imds.Socket?.Service).toBeUndefined();
+    expect(imds.Socket?.Accept ?? ['no']).toEqual(['no']);
+    expect(imds.Install?.WantedBy).toEqual(['sockets.target']);
+  });
+
+  it('imds-cache-proxy-metrics.socket: the environment file\'s metrics address, named "metrics", for the same service', () => {
+    const example = /^#\s*IMDS_PROXY_METRICS_LISTEN=(\S+)$/m.exec(ENV_TEXT)?.[1];
+    expect(example, 'the environment file shows IMDS_PROXY_METRICS_LISTEN').toBeDefined();
+    expect(metrics.Socket?.ListenStream).toEqual([formatListen(parseListen('IMDS_PROXY_METRICS_LISTEN', example!))]);
+    expect(metrics.Socket?.FileDescriptorName).toEqual(['metrics']);
+    expect(metrics.Socket?.Service).toEqual(['imds-cache-proxy.service']);
+    expect(metrics.Install?.WantedBy).toEqual(['sockets.target']);
+  });
+
+  it('the names the units give are the names serve looks for, in either order systemd passes them', () => {
+    const names = [imds.Socket!.FileDescriptorName![0]!, metrics.Socket!.FileDescriptorName![0]!];
+    for (const order of [names, [...names].reverse()]) {
+      const found = takeInheritedListeners({ LISTEN_FDS: '2', LISTEN_PID: '1', LISTEN_FDNAMES: order.join(':') }, 1);
+      expect(found.imds?.fd).toBe(3 + order.indexOf('imds'));
+      expect(found.metrics?.fd).toBe(3 + order.indexOf('metrics'));
+    }
   });
 });
