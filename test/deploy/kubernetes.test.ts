@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { parseServeConfig } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
-import { startProxy, type RunningProxy } from '../../src/server/proxy.js';
+import { SHUTDOWN_GRACE_MS, startProxy, type RunningProxy } from '../../src/server/proxy.js';
 import { startSimulator, type RunningSimulator } from '../../src/simulator/simulator.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -93,6 +93,21 @@ describe('deploy/kubernetes', () => {
       expect(daemonSet.spec.template.metadata.labels[k]).toBe(v);
     }
     expect(pod.automountServiceAccountToken).toBe(false);
+  });
+
+  it('rolling updates: no surge (a second pod cannot listen on the node\'s port), a readiness hold, a grace longer than the proxy\'s stop; the README says the same', () => {
+    const strategy = daemonSet.spec.updateStrategy;
+    expect(strategy.type).toBe('RollingUpdate');
+    // Host network plus declared ports: a surge pod would be unschedulable, or fail to bind.
+    expect(pod.hostNetwork).toBe(true);
+    expect(strategy.rollingUpdate.maxSurge ?? 0).toBe(0);
+    expect(String(strategy.rollingUpdate.maxUnavailable)).toMatch(/^([1-9]\d*|[1-9]\d?%)$/);
+    expect(daemonSet.spec.minReadySeconds).toBeGreaterThan(0);
+    expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan(SHUTDOWN_GRACE_MS);
+    const readme = readFileSync(`${DIR}README.md`, 'utf8');
+    expect(readme).toContain(`\`maxSurge: 0\`, \`maxUnavailable: ${strategy.rollingUpdate.maxUnavailable}\`, \`minReadySeconds: ${daemonSet.spec.minReadySeconds}\``);
+    expect(readme).toContain(`\`terminationGracePeriodSeconds: ${pod.terminationGracePeriodSeconds}\``);
+    expect(readme).toContain(`bounded stop (${SHUTDOWN_GRACE_MS / 1000} s)`);
   });
 
   it('the proxy\'s environment is a valid configuration that listens on the node IP, on the declared ports', () => {
