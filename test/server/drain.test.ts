@@ -52,7 +52,7 @@ function client(port: number) {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('closeGracefully on a bound socket', () => {
-  it('advertises a keep-alive its timer honours: Keep-Alive: timeout=2, connections closed at 2.5 s idle', async () => {
+  it('advertises a keep-alive its timer honours: Keep-Alive: timeout=2, idle connections kept longer than that', async () => {
     const server = await listen(app, { host: '127.0.0.1', port: 0 });
     try {
       const c = client(boundPort(server));
@@ -102,6 +102,7 @@ describe('closeGracefully on a bound socket', () => {
     await sleep(1_500);
     expect(c.ended()).toBeUndefined();
     await drained;
+    for (let i = 0; i < 100 && c.ended() === undefined; i++) await sleep(5);
     expect(c.ended()).toBe('end');
     expect(drainedAt - answeredAt).toBeGreaterThanOrEqual(KEEP_ALIVE_MS - 100);
     expect(drainedAt - answeredAt).toBeLessThan(10_000);
