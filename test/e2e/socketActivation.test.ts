@@ -1,12 +1,13 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, openSync, closeSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type RunningSimulator } from '../../src/simulator/simulator.js';
 import { CLI } from '../support/cliProcess.js';
+import { rawHttpClientPool } from '../support/rawHttpClient.js';
 import { startSocketActivator } from '../support/socketActivator.js';
 
 /**
@@ -189,7 +190,7 @@ describe('serve on inherited sockets', () => {
 
       // Once the idle connection has been closed by the keep-alive timer (cleanly), it exits.
       expect(await first.exited).toBe(0);
-      expect(idle.ended()).toBe('end');
+      expect(await idle.endedHow()).toBe('end');
 
       // No process now: a connection still succeeds (systemd's socket), and its request waits.
       // It uses the token the old process issued: the key beside the cache file carries it over.
@@ -211,7 +212,7 @@ describe('serve on inherited sockets', () => {
       // Answered without the new process asking IMDS anything.
       expect(sim.counters().total).toBe(upstreamBefore);
       expect(await second.event('warm_start_loaded')).toMatchObject({ roles: [ROLE] });
-      for (const socket of rawSockets) socket.destroy();
+      raw.destroyAll();
       process.kill(second.pid, 'SIGTERM');
       expect(await second.exited).toBe(0);
     } finally {
@@ -220,50 +221,6 @@ describe('serve on inherited sockets', () => {
   }, 30_000);
 });
 
-const rawSockets: Socket[] = [];
-afterEach(() => {
-  for (const s of rawSockets.splice(0)) s.destroy();
-});
-
-/** A raw HTTP/1.1 client on one connection, parsing Content-Length answers. */
-function rawClient(port: number) {
-  const socket = connect(port, '127.0.0.1');
-  rawSockets.push(socket);
-  let buffer = '';
-  const bodies: string[] = [];
-  let all = '';
-  let ended: string | undefined;
-  socket.setEncoding('latin1');
-  socket.on('data', (d: string) => {
-    all += d;
-    buffer += d;
-    for (;;) {
-      const head = buffer.indexOf('\r\n\r\n');
-      if (head < 0) return;
-      const length = Number(/\r\ncontent-length: (\d+)/i.exec(buffer.slice(0, head))?.[1] ?? 0);
-      if (buffer.length < head + 4 + length) return;
-      bodies.push(buffer.slice(head + 4, head + 4 + length));
-      buffer = buffer.slice(head + 4 + length);
-    }
-  });
-  socket.on('end', () => (ended ??= 'end'));
-  socket.on('error', (e: NodeJS.ErrnoException) => (ended ??= e.code ?? 'error'));
-  const connected = new Promise<void>((resolve) => socket.once('connect', resolve));
-  return {
-    connected,
-    send(method: string, path: string, headers: Record<string, string>) {
-      const lines = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-      socket.write(`${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${lines}\r\n`);
-    },
-    received: () => all,
-    bodies: () => bodies,
-    ended: () => ended,
-    async answers(n: number, timeoutMs = 10_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (bodies.length < n) {
-        if (Date.now() > deadline) throw new Error(`${n} answers expected, got ${bodies.length}: ${JSON.stringify(all.slice(0, 300))}; ended: ${ended}`);
-        await sleep(5);
-      }
-    },
-  };
-}
+const raw = rawHttpClientPool();
+afterEach(() => raw.destroyAll());
+const rawClient = (port: number) => raw.open(port);
