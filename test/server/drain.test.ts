@@ -1,3 +1,4 @@
+import { getRequestListener } from '@hono/node-server';
 import { Hono } from 'hono';
 import { afterEach, describe, expect, it } from 'vitest';
 import { boundPort, closeGracefully, KEEP_ALIVE_MS, listen } from '../../src/server/httpServer.js';
@@ -10,8 +11,9 @@ import { rawHttpClientPool, type RawHttpClient } from '../support/rawHttpClient.
  * test/e2e/socketActivation.test.ts.
  */
 
-const app = new Hono();
-app.get('/x', (c) => c.text('ok'));
+const hono = new Hono();
+hono.get('/x', (c) => c.text('ok'));
+const app = getRequestListener(hono.fetch);
 
 const pool = rawHttpClientPool();
 afterEach(() => pool.destroyAll());
