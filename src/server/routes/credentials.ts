@@ -17,12 +17,21 @@ export async function roleListAnswer(credentials: CredentialCache): Promise<Answ
   const lookup = await credentials.roleList();
   if (lookup.kind === 'unavailable') return unavailableAnswer(CREDENTIALS_UNAVAILABLE, lookup.retryAfterSeconds);
   if (lookup.roles.length === 0) return NOT_FOUND;
-  return textAnswer(lookup.body);
+  // The listing changes about never: one answer per listing, not one per request.
+  if (lookup.body !== lastListing.body) lastListing = { body: lookup.body, answer: textAnswer(lookup.body) };
+  return lastListing.answer;
 }
+let lastListing: { body: string; answer: Answer } = { body: '', answer: textAnswer('') };
 
-/** The cached document as it is: formatted once per fetch, so answering copies no bytes. */
+/** The cached document as it is: formatted once per fetch, answered by one object per fetch. */
+const documentAnswers = new WeakMap<CachedCredentials, Answer>();
 function documentAnswer(entry: CachedCredentials): Answer {
-  return { status: 200, headers: { 'content-type': TEXT_PLAIN, server: SERVER_HEADER_VALUE, 'content-length': entry.bodyLength }, body: entry.body };
+  let answer = documentAnswers.get(entry);
+  if (answer === undefined) {
+    answer = { status: 200, headers: { 'content-type': TEXT_PLAIN, server: SERVER_HEADER_VALUE, 'content-length': entry.bodyLength }, body: entry.body };
+    documentAnswers.set(entry, answer);
+  }
+  return answer;
 }
 
 /**
