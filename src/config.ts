@@ -34,6 +34,8 @@ export interface ProxyConfig {
   containerAuthTokenFile?: string;
   /** Simultaneous client connections; beyond it new ones are closed at once, cached ones keep being served. */
   maxConnections: number;
+  /** Where each option given came from (its flag or its variable), to name it in errors found later. */
+  sources?: Partial<Record<ServeOptionName, string>>;
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:8169';
@@ -70,7 +72,7 @@ export const SERVE_OPTIONS = {
   'upstream-attempts': { env: 'IMDS_PROXY_UPSTREAM_ATTEMPTS', value: 'N', help: 'attempts per upstream request, with backoff (default 2)' },
   'client-tokens': { env: 'IMDS_PROXY_CLIENT_TOKENS', value: 'required|optional', help: 'whether clients must use IMDSv2 tokens (default required)' },
   'log-level': { env: 'IMDS_PROXY_LOG_LEVEL', value: 'LEVEL', help: `${LOG_LEVELS.join('|')} (default info)` },
-  'metrics-listen': { env: 'IMDS_PROXY_METRICS_LISTEN', value: 'HOST:PORT', help: 'also serve /metrics (only) on this address' },
+  'metrics-listen': { env: 'IMDS_PROXY_METRICS_LISTEN', value: 'HOST:PORT', help: 'also serve /metrics and /healthz (nothing else) on this address; refused with --metrics off' },
   metrics: { env: 'IMDS_PROXY_METRICS', value: 'on|off', help: 'record and serve Prometheus metrics (default on)' },
   'cache-file': { env: 'IMDS_PROXY_CACHE_FILE', value: 'PATH', help: 'warm-start file for credentials across restarts (default off)' },
   'allow-cidr': { env: 'IMDS_PROXY_ALLOW_CIDR', value: 'CIDR', help: 'accept clients only from these networks (repeatable; env: comma-separated)' },
@@ -80,7 +82,7 @@ export const SERVE_OPTIONS = {
   'container-auth-token-file': { env: 'IMDS_PROXY_CONTAINER_AUTH_TOKEN_FILE', value: 'PATH', help: 'serve container credentials guarded by the token in this file' },
 } as const;
 
-type ServeOptionName = keyof typeof SERVE_OPTIONS;
+export type ServeOptionName = keyof typeof SERVE_OPTIONS;
 const REPEATABLE: ReadonlySet<ServeOptionName> = new Set(['allow-cidr', 'allow-host']);
 
 /**
@@ -98,7 +100,8 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): ProxyC
     throw new UsageError(ambiguousValue(argv, error) ?? firstLine(error));
   }
 
-  const config = defaultProxyConfig();
+  const sources: NonNullable<ProxyConfig['sources']> = {};
+  const config: ProxyConfig = { ...defaultProxyConfig(), sources };
   /** The raw value of an option and the name to blame if it is bad. */
   const read = (name: ServeOptionName): [string, string] | undefined => {
     const flag = values[name];
@@ -109,7 +112,9 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): ProxyC
   };
   const with_ = <T>(name: ServeOptionName, parse: (source: string, raw: string) => T, apply: (v: T) => void) => {
     const found = read(name);
-    if (found !== undefined) apply(parse(found[0], found[1]));
+    if (found === undefined) return;
+    apply(parse(found[0], found[1]));
+    sources[name] = found[0];
   };
 
   with_('listen', parseListen, (v) => (config.listen = v));
@@ -143,6 +148,12 @@ export function parseServeConfig(argv: string[], env: NodeJS.ProcessEnv): ProxyC
   config.allowCidrs = every('allow-cidr', parseCidr) ?? config.allowCidrs;
   config.allowHosts = every('allow-host', parseHostName) ?? config.allowHosts;
 
+  if (config.metricsListen !== undefined && !config.metrics) {
+    // A listener that would serve nothing is a mistake worth stopping for, not a silent no-op.
+    throw new UsageError(
+      `${sources['metrics-listen']}: a metrics listener with ${sources.metrics} off would serve nothing; drop one of the two`,
+    );
+  }
   if (config.refreshBeforeSeconds <= config.expiryMarginSeconds && config.refreshBeforeSeconds !== 0) {
     throw new UsageError(
       `--refresh-before: ${config.refreshBeforeSeconds} must be larger than --expiry-margin (${config.expiryMarginSeconds}), or the proxy would stop serving credentials before trying to refresh them`,

@@ -5,6 +5,7 @@ import type { CredentialCache } from '../cache/credentialCache.js';
 import type { MetadataCache } from '../cache/metadataCache.js';
 import type { ClientTokenAuthority } from '../tokens/clientTokens.js';
 import type { ExtendedCredentialsMode } from '../config.js';
+import type { ContainerAuthCheck } from '../tokens/containerAuthTokenFile.js';
 
 /** Everything the routes need, built once by startProxy (or by a test). */
 export interface ProxyServices {
@@ -16,8 +17,8 @@ export interface ProxyServices {
   metadata: MetadataCache;
   clientTokens: 'required' | 'optional';
   extendedCredentials: ExtendedCredentialsMode;
-  /** The Authorization value container clients must send; undefined turns the route off. */
-  containerAuthToken?: string;
+  /** Checks the Authorization value container clients send; undefined turns the route off. */
+  containerAuth?: ContainerAuthCheck;
   /** Prometheus text exposition; undefined when metrics are off. */
   exposition?: () => Promise<{ contentType: string; body: string }>;
 }

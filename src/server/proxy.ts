@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { Hono } from 'hono';
 import { systemClock, type Clock } from '../clock.js';
@@ -24,7 +23,7 @@ import { createFrontDoor } from './frontDoor.js';
 import { boundPort, closeGracefully, listen } from './httpServer.js';
 import type { InheritedListeners } from './inheritedListeners.js';
 import { createSourceFilter, isLoopbackHost } from './sourceFilter.js';
-import { UsageError } from '../usageError.js';
+import { ContainerAuthTokenFile } from '../tokens/containerAuthTokenFile.js';
 
 type ExposedMetrics = MetricsRecorder & { exposition?: () => Promise<{ contentType: string; body: string }> };
 
@@ -127,7 +126,15 @@ export async function startProxy(config: ProxyConfig, deps: ProxyDependencies = 
     clientTokens: config.clientTokens,
     extendedCredentials: config.extendedCredentials,
     ...(config.containerAuthTokenFile !== undefined
-      ? { containerAuthToken: await readContainerAuthToken(config.containerAuthTokenFile) }
+      ? {
+          containerAuth: await ContainerAuthTokenFile.open({
+            path: config.containerAuthTokenFile,
+            source: config.sources?.['container-auth-token-file'] ?? '--container-auth-token-file',
+            clock,
+            logger,
+            warn: (line) => process.stderr.write(`${line}\n`),
+          }),
+        }
       : {}),
     ...(exposition ? { exposition } : {}),
   };
@@ -233,15 +240,4 @@ async function warmStartFrom(
   }
   const seeded = read.entries.filter((e) => credentials.seed(e.role, e.credentials, e.fetchedAt)).map((e) => e.role);
   logger.info({ event: 'warm_start_loaded', path, roles: seeded }, 'credentials seeded from the warm-start file');
-}
-
-async function readContainerAuthToken(path: string): Promise<string> {
-  let token: string;
-  try {
-    token = (await readFile(path, 'utf8')).trim();
-  } catch (error) {
-    throw new UsageError(`--container-auth-token-file: cannot read "${path}" (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
-  }
-  if (token.length < 16) throw new UsageError(`--container-auth-token-file: "${path}" holds no token of at least 16 characters`);
-  return token;
 }

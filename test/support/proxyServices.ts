@@ -53,7 +53,8 @@ export function proxyAppWithFakes(
     }),
     clientTokens: options.clientTokens ?? 'required',
     extendedCredentials: options.extendedCredentials ?? 'synthesize',
-    ...(options.containerAuthToken !== undefined ? { containerAuthToken: options.containerAuthToken } : {}),
+    // The file-backed check has its own tests (test/tokens/containerAuthTokenFile.test.ts).
+    ...(options.containerAuthToken !== undefined ? { containerAuth: { accepts: async (given: string) => given === options.containerAuthToken } } : {}),
   };
   const frontDoor = createFrontDoor(services, options.frontDoor);
   const app = { request: frontDoor.request };

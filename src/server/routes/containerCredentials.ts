@@ -1,4 +1,3 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Hono } from 'hono';
 import { formatImdsTime } from '../../imds/protocol.js';
 import type { ProxyServices } from '../context.js';
@@ -13,19 +12,16 @@ const unavailable = (retryAfterSeconds: number) =>
   json(503, { code: 'ServiceUnavailable', message: CREDENTIALS_UNAVAILABLE }, { 'retry-after': String(retryAfterSeconds) });
 const noProfile = () => json(404, { code: 'NotFound', message: 'the instance has no instance profile' });
 
-const digest = (value: string) => createHash('sha256').update(value).digest();
-
 /**
  * Credentials in the container-credentials format (`AWS_CONTAINER_CREDENTIALS_FULL_URI`),
  * for containers and SDKs where redirecting IMDS is awkward. Guarded by the Authorization
- * token from `--container-auth-token-file`, compared in constant time.
+ * token in `--container-auth-token-file` (see ContainerAuthTokenFile).
  */
-export function registerContainerCredentialRoutes(app: Hono, { credentials, containerAuthToken }: ProxyServices): void {
-  if (containerAuthToken === undefined) return;
-  const expected = digest(containerAuthToken);
+export function registerContainerCredentialRoutes(app: Hono, { credentials, containerAuth }: ProxyServices): void {
+  if (containerAuth === undefined) return;
   app.get(CONTAINER_CREDENTIALS_PATH, async (c) => {
     const given = c.req.header('authorization');
-    if (given === undefined || !timingSafeEqual(digest(given), expected)) {
+    if (given === undefined || !(await containerAuth.accepts(given))) {
       return json(401, { code: 'Unauthorized', message: 'missing or wrong Authorization token' });
     }
     const roles = await credentials.roleList();
