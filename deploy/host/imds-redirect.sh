@@ -25,7 +25,8 @@
 #   pods: nat IMDS_CACHE_PROXY_PODS (from PREROUTING), filter IMDS_CACHE_PROXY_GUARD (from INPUT)
 # `install` is idempotent (the chains are rewritten and the jump kept single, in one
 # iptables-restore transaction per run) and `remove` deletes exactly those, so it is clean.
-# `print` (and `--dry-run`) write the iptables-restore input to stdout and touch nothing.
+# `print` (and `--dry-run`) write the iptables-restore input to stdout and touch nothing;
+# `print` works on any host: without the proxy user it writes <uid-of-USER> for the uid.
 # IMDS_REDIRECT_IPTABLES=iptables-legacy picks the legacy backend (default: iptables).
 #
 # This script only reads and writes firewall rules. It never sends traffic anywhere.
@@ -61,6 +62,7 @@ case "$action" in
 esac
 
 mode=host
+uid_placeholder=0
 port=8169
 user=imds-cache-proxy
 address=""
@@ -109,8 +111,13 @@ if [ "$mode" = host ]; then
   elif [[ "$user" =~ ^[0-9]+$ ]]; then
     uid="$user"
   elif [[ "$user" =~ ^[a-z_][a-z0-9_-]*\$?$ ]]; then
-    uid="$(id -u -- "$user" 2>/dev/null)" ||
-      die "--proxy-user: no user \"$user\" on this host; create it first (deploy/systemd/imds-cache-proxy.sysusers) or give its UID. Without the exclusion the proxy would redirect itself" 2
+    if ! uid="$(id -u -- "$user" 2>/dev/null)"; then
+      # `print` only shows the rules, so it works on any host: a placeholder stands for the uid.
+      [ "$action" = print ] ||
+        die "--proxy-user: no user \"$user\" on this host; create it first (deploy/systemd/imds-cache-proxy.sysusers) or give its UID. Without the exclusion the proxy would redirect itself" 2
+      uid="<uid-of-$user>"
+      uid_placeholder=1
+    fi
   else
     usage_error "--proxy-user: expected a user name or UID, got \"$user\""
   fi
@@ -200,6 +207,8 @@ render() {
 
 if [ "$dry_run" = 1 ]; then
   echo "# imds-redirect $action --mode $mode: iptables-restore --noflush input (dry run, nothing applied)"
+  [ "$uid_placeholder" = 0 ] ||
+    echo "# no user \"$user\" on this host: $uid stands for its uid (install resolves it, and refuses without the user)"
   render
   exit 0
 fi

@@ -70,10 +70,17 @@ describe('deploy/host/imds-redirect.sh', () => {
     expect(rules(r.stdout)).toContain('-A IMDS_CACHE_PROXY -p tcp -j DNAT --to-destination 127.0.0.1:9000');
   });
 
+  it('print works on a host without the proxy user, naming the placeholder it writes for the uid', () => {
+    const r = run('print', '--proxy-user', 'no-such-user-imds-test');
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^# no user "no-such-user-imds-test" on this host: <uid-of-no-such-user-imds-test> stands for its uid/m);
+    expect(rules(r.stdout)).toEqual(HOST_RULES.map((l) => l.replace('4242', '<uid-of-no-such-user-imds-test>')));
+  });
+
   it('refuses what would loop, leak or mean nothing, with exit 2 and a reason', () => {
     const cases: [string[], RegExp][] = [
       [['print', '--proxy-user', '0'], /uid 0/],
-      [['print', '--proxy-user', 'no-such-user-imds-test'], /no user "no-such-user-imds-test"/],
+      [['install', '--dry-run', '--proxy-user', 'no-such-user-imds-test'], /no user "no-such-user-imds-test"/],
       [['print', '--proxy-user', '4242', '--proxy-port', '0'], /--proxy-port/],
       [['print', '--proxy-user', '4242', '--proxy-port', '8169; reboot'], /--proxy-port/],
       [['print', '--proxy-user', '4242', '--proxy-address', '10.0.0.1'], /--mode pods/],
