@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { stopWhenParentGoes } from './parentWatch.js';
 import { firstLine, UsageError } from './usageError.js';
 
 const HELP = `Usage: imds-cache-proxy <command> [options]
@@ -58,6 +59,7 @@ process.on('uncaughtException', (error) => {
   process.exit(1);
 });
 
+stopWhenParentGoes();
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

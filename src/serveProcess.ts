@@ -32,7 +32,8 @@ export async function spawnServe(
   const child = spawn(
     process.execPath,
     [cli, 'serve', '--listen', '127.0.0.1:0', '--upstream', upstream, '--log-level', 'info', ...extraArgs],
-    { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'inherit'] },
+    // The IPC channel is how the child knows its parent is gone (src/parentWatch.ts).
+    { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] },
   );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const close = async () => {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { stopWhenParentGoes } from '../parentWatch.js';
 
 /**
  * The benchmark's yardstick: a bare node:http server answering the proxy's exact bytes and
@@ -26,3 +27,4 @@ const server = createServer((req, res) => {
 });
 server.listen(0, '127.0.0.1', () => process.stdout.write(`${(server.address() as AddressInfo).port}\n`));
 process.on('SIGTERM', () => server.close(() => process.exit(0)));
+stopWhenParentGoes();

@@ -14,11 +14,18 @@ export interface ChildServer {
   stop(): Promise<void>;
 }
 
-// Servers this run started; none outlives it, whatever ends it.
+// Servers this run started; none outlives it, whatever ends it: a normal exit or a signal
+// here, and SIGKILL through the children's own watch on their parent (src/parentWatch.ts).
 const children = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const child of children) child.kill('SIGKILL');
 });
+for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`bench: ${signal}, stopping its servers\n`);
+    process.exit(code);
+  });
+}
 
 function wrap(child: ChildProcess, url: string): ChildServer {
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -46,7 +53,7 @@ export async function spawnProxy(upstream: string, extraArgs: string[] = [], wai
 /** A bare node:http server answering `bodyFile`'s bytes (and with `role`, a token and the role list too). */
 export async function spawnBareServer(bodyFile: string, role?: string): Promise<ChildServer> {
   const args = [`${DIST}bench/bareServer.js`, bodyFile, ...(role !== undefined ? [role] : [])];
-  const child = track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] }));
+  const child = track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] }));
   const port = await new Promise<string>((resolve) => createInterface({ input: child.stdout! }).once('line', resolve));
   return wrap(child, `http://127.0.0.1:${port.trim()}`);
 }

@@ -2,6 +2,7 @@ import { writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { firstLine } from '../config.js';
 import { DEMO_PRESETS, runDemoScenario } from '../demo.js';
 import { runLoad } from '../loadtest/runLoad.js';
 import { formatTable } from '../loadtest/report.js';
@@ -200,8 +201,41 @@ async function memory(s: Settings, upstream: string) {
   }
 }
 
+const HELP = `Usage: node dist/bench/run.js [--quick] [--hit-only] [--wrk-only] [--startup-only]   (npm run bench)
+
+Measures the proxy's performance promises on loopback and prints a table; writes
+bench-results.json. About 6 minutes; --quick about 2; --hit-only only the hit path (JSON);
+--wrk-only only the wrk measurement; --startup-only only start-up time and idle memory.
+`;
+
+/** The options, or the exit code when there is nothing to run (help, or a bad flag). */
+function options(): { quick?: boolean; 'hit-only'?: boolean; 'wrk-only'?: boolean; 'startup-only'?: boolean } | number {
+  try {
+    const { values } = parseArgs({
+      options: {
+        quick: { type: 'boolean' },
+        'hit-only': { type: 'boolean' },
+        'wrk-only': { type: 'boolean' },
+        'startup-only': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    });
+    if (!values.help) return values;
+    process.stdout.write(HELP);
+    return 0;
+  } catch (error) {
+    process.stderr.write(`bench: ${firstLine(error)} (see --help)\n`);
+    return 2;
+  }
+}
+
 async function main() {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, 'hit-only': { type: 'boolean' }, 'wrk-only': { type: 'boolean' }, 'startup-only': { type: 'boolean' } }, strict: true });
+  const values = options();
+  if (typeof values === 'number') {
+    process.exitCode = values;
+    return;
+  }
   const s = values.quick ? QUICK : FULL;
   const log = (text: string) => process.stderr.write(`${text}\n`);
   const machine = machineInfo();
