@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,8 +6,8 @@ import { defaultProxyConfig } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
 import { startProxy, type RunningProxy } from '../../src/server/proxy.js';
 
-// Docker cannot build images on these machines, so the Dockerfile is held to its invariants
-// here, and its HEALTHCHECK command is run for real against a proxy on loopback.
+// The Dockerfile held to its invariants, and its HEALTHCHECK command run for real against a
+// proxy on loopback; building and running the image is test/deploy/dockerImage.test.ts.
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const DOCKERFILE = readFileSync(`${ROOT}deploy/docker/Dockerfile`, 'utf8');
@@ -112,6 +112,30 @@ describe('deploy/docker/Dockerfile', () => {
     expect(all(redirect, 'RUN').join('\n')).toMatch(/apt-get install -y --no-install-recommends iptables/);
     expect(all(redirect, 'COPY')).toEqual(['--chmod=0755 deploy/host/imds-redirect.sh /usr/local/bin/imds-redirect']);
     expect(all(redirect, 'ENTRYPOINT')).toEqual(['["/usr/local/bin/imds-redirect"]']);
+  });
+
+  it('the redirect image run without arguments prints its usage and exits 0', () => {
+    const cmd = JSON.parse(all(stage('redirect'), 'CMD')[0]!) as string[];
+    const r = spawnSync('bash', [`${ROOT}deploy/host/imds-redirect.sh`, ...cmd], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('imds-redirect.sh install|remove|print');
+  });
+
+  it('needs nothing from Docker Hub but the base image: no `# syntax=` parser directive', () => {
+    // Parser directives are only honoured in the leading comment lines, before anything else.
+    const leading = DOCKERFILE.split('\n').filter((l, i, lines) => lines.slice(0, i + 1).every((x) => x.startsWith('#')));
+    expect(leading.filter((l) => /^#\s*syntax\s*=/i.test(l))).toEqual([]);
+  });
+
+  it('says beside the HEALTHCHECK that it sees variables, not flags, and where podman needs --format docker', () => {
+    const beforeCheck = DOCKERFILE.slice(0, DOCKERFILE.indexOf('\nHEALTHCHECK'));
+    expect(beforeCheck.slice(beforeCheck.lastIndexOf('\n\n'))).toMatch(/IMDS_PROXY_\*[\s\S]*not with flags/);
+    expect(DOCKERFILE).toContain('--format docker');
+    const readme = readFileSync(`${ROOT}deploy/README.md`, 'utf8');
+    const section = readme.slice(readme.indexOf('## Container image'));
+    expect(section).toContain('--format docker');
+    expect(section).toMatch(/uid=1000,gid=1000.*\n[\s\S]*podman refuses `uid=`/);
+    expect(section).toMatch(/Configure it with `-e IMDS_PROXY_\.\.\.` variables/);
   });
 
   it('every file it copies from the context exists and is let through Dockerfile.dockerignore', () => {
