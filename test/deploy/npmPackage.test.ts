@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -52,6 +52,7 @@ describe('the npm package', () => {
   let tarball: string;
   let packedFiles: string[];
   let bin: string;
+  let globalPrefix: string;
   const running: Started[] = [];
 
   beforeAll(() => {
@@ -71,7 +72,12 @@ describe('the npm package', () => {
     const installed = npm(['install', '--prefer-offline', '--no-audit', '--no-fund', '--no-package-lock', tarball], installDir);
     expect(installed.status, installed.stderr).toBe(0);
     bin = join(installDir, 'node_modules/.bin/imds-cache-proxy');
-  }, 120_000);
+
+    // As the deploy docs say to install it, `npm install -g`, into a scratch global prefix.
+    globalPrefix = join(scratch, 'global');
+    const global = npm(['install', '-g', '--prefix', globalPrefix, '--prefer-offline', '--no-audit', '--no-fund', tarball], scratch);
+    expect(global.status, global.stderr).toBe(0);
+  }, 180_000);
 
   afterAll(async () => {
     for (const p of running) p.kill('SIGKILL');
@@ -99,6 +105,41 @@ describe('the npm package', () => {
       (f) => /^(src|test|node_modules|\.ci|\.git)\//.test(f) || f.startsWith('dist/bench/') || f.endsWith('.map') || f.endsWith('.ts'),
     );
     expect(unwanted).toEqual([]);
+  });
+
+  it('ships every doc the README, deploy/README.md and the alerts\' runbook links point at', () => {
+    const linked = new Set<string>();
+    // Markdown links, relative to their file; the runbook annotations, relative to the package.
+    const sources = [
+      ['README.md', '', /\]\(((?:\.\.\/)*docs\/[\w.-]+\.md)/g],
+      ['deploy/README.md', 'deploy/', /\]\(((?:\.\.\/)*docs\/[\w.-]+\.md)/g],
+      ['deploy/prometheus/alerts.yml', '', /runbook: "(docs\/[\w.-]+\.md)/g],
+    ] as const;
+    for (const [file, base, links] of sources) {
+      for (const m of readFileSync(join(ROOT, file), 'utf8').matchAll(links)) linked.add(join(base, m[1]!));
+    }
+    expect([...linked]).toContain('docs/metrics.md');
+    for (const doc of linked) expect(packedFiles, `${doc} is linked but not in the package`).toContain(doc);
+  });
+
+  it('npm install -g puts the command and the deploy files where the systemd units look, relative to npm\'s prefix', () => {
+    const unitText = (name: string) => readFileSync(join(ROOT, 'deploy/systemd', name), 'utf8');
+    const execStart = /^ExecStart=(\S+) serve$/m.exec(unitText('imds-cache-proxy.service'))?.[1];
+    const script = /^ExecStart=\/bin\/bash (\S+) install /m.exec(unitText('imds-cache-proxy-redirect.service'))?.[1];
+    expect(execStart).toBeDefined();
+    expect(script).toBeDefined();
+    // The units assume npm's usual global prefix; npm itself says where that puts things.
+    const usualPrefix = npm(['prefix', '-g', '--prefix', '/usr/local'], scratch).stdout.trim();
+    expect(usualPrefix).toBe('/usr/local');
+    const installedBin = join(globalPrefix, 'bin/imds-cache-proxy');
+    const installedScript = join(npm(['root', '-g', '--prefix', globalPrefix], scratch).stdout.trim(), 'imds-cache-proxy/deploy/host/imds-redirect.sh');
+    expect(relative(usualPrefix, execStart!)).toBe(relative(globalPrefix, installedBin));
+    expect(relative(usualPrefix, script!)).toBe(relative(globalPrefix, installedScript));
+    expect(existsSync(installedScript)).toBe(true);
+    expect(existsSync(join(dirname(installedScript), '../../docs/metrics.md'))).toBe(true);
+    const r = spawnSync(installedBin, ['--version'], { env: { PATH }, encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe(PKG.version);
   });
 
   it('installs from the tarball and `imds-cache-proxy --version` prints the package version', () => {
