@@ -79,7 +79,7 @@ export const SERVE_OPTIONS = {
   'allow-host': { env: 'IMDS_PROXY_ALLOW_HOST', value: 'NAME', help: 'a DNS name clients may use for the proxy besides localhost (repeatable; env: comma-separated)' },
   'extended-credentials': { env: 'IMDS_PROXY_EXTENDED_CREDENTIALS', value: 'synthesize|passthrough|off', help: 'serve security-credentials-extended (default synthesize)' },
   'max-connections': { env: 'IMDS_PROXY_MAX_CONNECTIONS', value: 'N', help: 'simultaneous client connections before new ones are refused (default 8192)' },
-  'container-auth-token-file': { env: 'IMDS_PROXY_CONTAINER_AUTH_TOKEN_FILE', value: 'PATH', help: 'serve container credentials guarded by the token in this file' },
+  'container-auth-token-file': { env: 'IMDS_PROXY_CONTAINER_AUTH_TOKEN_FILE', value: 'PATH', help: 'serve container credentials behind the token in this file (created if missing, re-read when it changes)' },
 } as const;
 
 export type ServeOptionName = keyof typeof SERVE_OPTIONS;
