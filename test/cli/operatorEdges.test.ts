@@ -77,6 +77,14 @@ describe('serve with a container auth token file', () => {
   });
 });
 
+it('serve --help says what the metrics listener serves, and that --metrics off refuses it', async () => {
+  const run = runCli(['serve', '--help']);
+  expect(await run.exited).toBe(0);
+  const line = run.stdout().split('\n').find((l) => l.startsWith('  --metrics-listen '));
+  expect(line).toContain('/metrics and /healthz (nothing else)');
+  expect(line).toContain('refused with --metrics off');
+});
+
 describe('serve refuses at start, exit 2, naming what to change', () => {
   it.each([
     [[], { IMDS_PROXY_CONTAINER_AUTH_TOKEN_FILE: '/nonexistent-dir/token' }, /^imds-cache-proxy: IMDS_PROXY_CONTAINER_AUTH_TOKEN_FILE: cannot create "\/nonexistent-dir\/token"/],
