@@ -125,7 +125,11 @@ async function fileVersion(path: string): Promise<string> {
   return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
 }
 
-/** Creates the file with a fresh random token unless it exists; true when it created it. */
+/**
+ * Creates the file with a fresh random token unless it exists; true when it created it.
+ * Not cache/privateFile.ts: this file is shared with the clients (a group may read it), and
+ * creating it must never replace one that exists, which O_EXCL ('wx') guarantees.
+ */
 async function createIfMissing(path: string, source: string): Promise<boolean> {
   try {
     await stat(path);
