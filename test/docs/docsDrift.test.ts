@@ -230,14 +230,20 @@ describe('metrics: README.md and docs/metrics.md against a live /metrics', () =>
   });
 });
 
-/** Log event names in the code: string literals of every `event:` property in src/. */
+/**
+ * Log event names in the code: the string literals of every `event:` property in src/, and
+ * of the first argument wherever a function taking `event: string` is called.
+ */
 function codeEvents(): Set<string> {
   const events = new Set<string>();
+  const literals = (expression: string) => [...expression.matchAll(/'([a-z_]+)'/g)].map((l) => l[1]!);
   const walk = (dir: string): string[] =>
     readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
   for (const file of walk(join(ROOT, 'src'))) {
-    for (const m of readFileSync(file, 'utf8').matchAll(/\bevent: ([^,}\n]+)/g)) {
-      for (const literal of m[1]!.matchAll(/'([a-z_]+)'/g)) events.add(literal[1]!);
+    const text = readFileSync(file, 'utf8');
+    for (const m of text.matchAll(/\bevent: ([^,}\n]+)/g)) literals(m[1]!).forEach((e) => events.add(e));
+    for (const [, fn] of text.matchAll(/(\w+)\(event: string\b/g)) {
+      for (const call of text.matchAll(new RegExp(`\\b${fn}\\(([^;{()]*?),\\s*\\{`, 'g'))) literals(call[1]!).forEach((e) => events.add(e));
     }
   }
   return events;
