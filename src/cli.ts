@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import { stopWhenParentGoes } from './parentWatch.js';
 import { firstLine, UsageError } from './usageError.js';
 
 const HELP = `Usage: imds-cache-proxy <command> [options]
@@ -59,7 +58,8 @@ process.on('uncaughtException', (error) => {
   process.exit(1);
 });
 
-stopWhenParentGoes();
+// Started over IPC by a Node parent (the demo, the bench): stop when it goes. Loaded only then.
+if (process.channel !== undefined) void import('./parentWatch.js').then((m) => m.stopWhenParentGoes());
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

@@ -8,5 +8,8 @@ export function stopWhenParentGoes(): void {
   if (process.channel === undefined) return;
   // The channel is a signal, not work: it must not keep an otherwise finished process alive.
   process.channel.unref();
-  process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+  const stop = () => process.kill(process.pid, 'SIGTERM');
+  // The parent may already be gone by the time this runs (it is loaded lazily).
+  if (!process.connected) stop();
+  else process.once('disconnect', stop);
 }
