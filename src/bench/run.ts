@@ -2,7 +2,7 @@ import { writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { firstLine } from '../config.js';
+import { firstLine } from '../usageError.js';
 import { DEMO_PRESETS, runDemoScenario } from '../demo.js';
 import { runLoad } from '../loadtest/runLoad.js';
 import { formatTable } from '../loadtest/report.js';
