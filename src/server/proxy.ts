@@ -24,6 +24,7 @@ import { boundPort, closeGracefully, listen } from './httpServer.js';
 import type { InheritedListeners } from './inheritedListeners.js';
 import { createSourceFilter, isLoopbackHost } from './sourceFilter.js';
 import { ContainerAuthTokenFile } from '../tokens/containerAuthTokenFile.js';
+import { UsageError } from '../usageError.js';
 
 type ExposedMetrics = MetricsRecorder & { exposition?: () => Promise<{ contentType: string; body: string }> };
 
