@@ -37,12 +37,17 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
   );
 }
 
+/** The last 4 characters of an AccessKeyId: enough to tell credentials apart, nothing to use. */
+export function accessKeyIdSuffix(accessKeyId: string): string {
+  return accessKeyId.slice(-4);
+}
+
 /** What may be said about credentials in a log line: the key id's tail and the expiry. */
 export function describeCredentials(c: { accessKeyId: string; expiration: number }): {
   accessKeyIdSuffix: string;
   expiration: string;
 } {
-  return { accessKeyIdSuffix: c.accessKeyId.slice(-4), expiration: new Date(c.expiration).toISOString() };
+  return { accessKeyIdSuffix: accessKeyIdSuffix(c.accessKeyId), expiration: new Date(c.expiration).toISOString() };
 }
 
 export const silentLogger: Logger = pino({ level: 'silent' });

@@ -1,5 +1,5 @@
 import type { Clock } from '../clock.js';
-import { describeCredentials, type Logger } from '../log.js';
+import { accessKeyIdSuffix, describeCredentials, type Logger } from '../log.js';
 import type { CacheResult, MetricsRecorder } from '../metrics/recorder.js';
 import { formatCredentialsDocument, sameCredentials, type RoleCredentials } from '../imds/credentials.js';
 import { UpstreamError } from '../upstream/errors.js';
@@ -358,7 +358,7 @@ export class CredentialCache {
     const changed = previous === undefined || !sameCredentials(previous.credentials, credentials);
     const body = formatCredentialsDocument(credentials);
     this.entries.set(role, { credentials, body, bodyLength: Buffer.byteLength(body), fetchedAt });
-    metrics.credentialsState(role, credentials.expiration, fetchedAt);
+    metrics.credentialsState(role, credentials.expiration, fetchedAt, accessKeyIdSuffix(credentials.accessKeyId));
     if (!fromUpstream) return;
     metrics.credentialsRefreshed(role, changed ? 'success' : 'unchanged');
     if (changed) this.options.onChange?.();

@@ -20,6 +20,7 @@ export const METRIC_NAMES = {
   credentialsExpiration: 'imds_proxy_credentials_expiration_timestamp_seconds',
   credentialsLastRefresh: 'imds_proxy_credentials_last_refresh_timestamp_seconds',
   credentialsRefreshes: 'imds_proxy_credentials_refreshes_total',
+  credentialsInfo: 'imds_proxy_credentials_info',
   tokensIssued: 'imds_proxy_tokens_issued_total',
   tokenRejections: 'imds_proxy_token_rejections_total',
   upstreamTokenRefreshes: 'imds_proxy_upstream_token_refreshes_total',
@@ -100,6 +101,8 @@ interface RoleState {
   label: string;
   expiration: Gauge.Internal<'role'>;
   lastRefresh: Gauge.Internal<'role'>;
+  /** The access_key_id_suffix label of the role's credentials_info series, if any. */
+  keySuffix: string | undefined;
   refreshes: Map<string, Counter.Internal>;
 }
 
@@ -141,6 +144,7 @@ export class PrometheusMetrics implements MetricsRecorder {
   private readonly credentialsExpiration: Gauge<'role'>;
   private readonly credentialsLastRefresh: Gauge<'role'>;
   private readonly credentialsRefreshes: Counter<'role' | 'outcome'>;
+  private readonly credentialsInfo: Gauge<'role' | 'access_key_id_suffix'>;
   private readonly tokensIssued: Counter;
 
   private readonly requestChildren = new Map<string, RequestRouteChildren>();
@@ -221,6 +225,12 @@ export class PrometheusMetrics implements MetricsRecorder {
       labelNames: ['outcome'],
       registers,
     });
+    this.credentialsInfo = new Gauge({
+      name: METRIC_NAMES.credentialsInfo,
+      help: 'Always 1; names the credentials cached for a role by the last 4 characters of their AccessKeyId (as logged), so a rotation shows.',
+      labelNames: ['role', 'access_key_id_suffix'],
+      registers,
+    });
     new Gauge({
       name: METRIC_NAMES.buildInfo,
       help: 'Always 1; the version label says which imds-cache-proxy is running.',
@@ -298,10 +308,15 @@ export class PrometheusMetrics implements MetricsRecorder {
     counter.inc();
   }
 
-  credentialsState(role: string, expiration: number, lastRefresh: number): void {
+  credentialsState(role: string, expiration: number, lastRefresh: number, accessKeyIdSuffix?: string): void {
     const state = this.role(role);
     state.expiration.set(expiration / 1000);
     state.lastRefresh.set(lastRefresh / 1000);
+    if (accessKeyIdSuffix === undefined || accessKeyIdSuffix === state.keySuffix) return;
+    // One series per role: the previous key's goes, so a rotation is a change, not a pile-up.
+    if (state.keySuffix !== undefined) this.credentialsInfo.remove(state.label, state.keySuffix);
+    this.credentialsInfo.labels(state.label, accessKeyIdSuffix).set(1);
+    state.keySuffix = accessKeyIdSuffix;
   }
 
   /**
@@ -316,6 +331,7 @@ export class PrometheusMetrics implements MetricsRecorder {
     this.roleLabels.delete(role);
     this.credentialsExpiration.remove(role);
     this.credentialsLastRefresh.remove(role);
+    if (state.keySuffix !== undefined) this.credentialsInfo.remove(role, state.keySuffix);
     for (const outcome of REFRESH_OUTCOMES) this.credentialsRefreshes.remove(role, outcome);
   }
 
@@ -346,6 +362,7 @@ export class PrometheusMetrics implements MetricsRecorder {
         label,
         expiration: this.credentialsExpiration.labels(label),
         lastRefresh: this.credentialsLastRefresh.labels(label),
+        keySuffix: undefined,
         refreshes: new Map(),
       };
       this.roleLabels.set(label, state);

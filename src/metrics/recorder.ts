@@ -39,8 +39,11 @@ export interface MetricsRecorder {
   cache(cache: CacheName, result: CacheResult): void;
   upstreamRequest(route: RouteLabel, outcome: UpstreamOutcome, seconds: number): void;
   credentialsRefreshed(role: string, outcome: RefreshOutcome): void;
-  /** Called whenever the credentials cached for a role change; epoch milliseconds. */
-  credentialsState(role: string, expiration: number, lastRefresh: number): void;
+  /**
+   * Called whenever the credentials cached for a role change; epoch milliseconds. The key id's
+   * last 4 characters (as logged) name the credentials without revealing anything secret.
+   */
+  credentialsState(role: string, expiration: number, lastRefresh: number, accessKeyIdSuffix?: string): void;
   /**
    * Called when a role has left the instance profile: its per-role series go, so a frozen
    * expiration cannot keep alerts firing, and it no longer counts against the role-label cap.

@@ -19,7 +19,7 @@ function exercised(): PrometheusMetrics {
   m.cache('credentials', 'hit');
   m.upstreamRequest('credentials', 'success', 0.02);
   m.credentialsRefreshed('app-role', 'success');
-  m.credentialsState('app-role', Date.UTC(2026, 10, 28, 18), Date.UTC(2026, 10, 28, 12));
+  m.credentialsState('app-role', Date.UTC(2026, 10, 28, 18), Date.UTC(2026, 10, 28, 12), 'WXYZ');
   m.tokenIssued();
   m.tokenRejected('missing');
   m.upstreamTokenRefreshed('success');

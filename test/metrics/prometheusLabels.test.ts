@@ -124,6 +124,21 @@ describe('PrometheusMetrics labels', () => {
     expect(valueOf(await samplesOf(m, METRIC_NAMES.credentialsLastRefresh), { role: 'newcomer' })).toBe(2_999_000_000);
   });
 
+  it('names each role\'s credentials by key id suffix in one series that follows rotations and leaves with the role', async () => {
+    const m = bare();
+    m.credentialsState('app-role', 3_000_000_000_000, 2_999_000_000_000, 'AAAA');
+    m.credentialsState('app-role', 3_000_000_000_000, 2_999_000_100_000, 'AAAA');
+    m.credentialsState('other-role', 3_000_000_000_000, 2_999_000_000_000, 'CCCC');
+    m.credentialsState('app-role', 3_000_000_600_000, 2_999_000_600_000, 'BBBB');
+    const info = await samplesOf(m, METRIC_NAMES.credentialsInfo);
+    expect(info.map((s) => [s.labels.role, s.labels.access_key_id_suffix, s.value]).sort()).toEqual([
+      ['app-role', 'BBBB', 1],
+      ['other-role', 'CCCC', 1],
+    ]);
+    m.forgetRole('app-role');
+    expect((await samplesOf(m, METRIC_NAMES.credentialsInfo)).map((s) => s.labels.role)).toEqual(['other-role']);
+  });
+
   it('forgetRole of a role sharing the overflow label leaves the shared series alone', async () => {
     const m = bare();
     // Through the interface, as the cache calls it.

@@ -20,6 +20,7 @@ export const PUBLIC_SERIES = [
   'imds_proxy_credentials_expiration_timestamp_seconds',
   'imds_proxy_credentials_last_refresh_timestamp_seconds',
   'imds_proxy_credentials_refreshes_total',
+  'imds_proxy_credentials_info',
   'imds_proxy_tokens_issued_total',
   'imds_proxy_token_rejections_total',
   'imds_proxy_upstream_token_refreshes_total',
