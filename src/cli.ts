@@ -8,6 +8,7 @@ A local IMDSv2-compatible caching proxy for EC2 instance-role credentials.
 Commands:
   serve                 serve IMDS to local SDKs from a credential cache
   credential-process    print credentials from a running proxy for ~/.aws/config
+  status                a running proxy at a glance (--watch, --json); a health check too
   simulate              a faithful IMDS with throttling and fault injection
   loadtest              load an IMDS (or the proxy) like thousands of fresh SDK processes
   demo                  the throttling problem and its fix, side by side, on loopback
@@ -27,6 +28,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
     return (argv) => runServeCommand(argv);
   },
   'credential-process': async () => (await import('./credentialProcess.js')).runCredentialProcessCommand,
+  status: async () => (await import('./status/command.js')).runStatusCommand,
   simulate: async () => (await import('./simulator/command.js')).runSimulateCommand,
   loadtest: async () => (await import('./loadtest/command.js')).runLoadtestCommand,
   demo: async () => (await import('./demo.js')).runDemo,

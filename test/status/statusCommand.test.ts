@@ -1,0 +1,128 @@
+import { createServer, type AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnServe, type ServeProcess } from '../../src/serveProcess.js';
+import { startSimulator, type RunningSimulator } from '../../src/simulator/simulator.js';
+import { runCli } from '../support/cliProcess.js';
+
+/**
+ * `status` against real `serve` processes on loopback: a ready one, one whose IMDS is down
+ * from the start, and a port nobody listens on. Exit codes are the contract a health check
+ * relies on: 0 ready, 1 not ready, 2 bad usage, 3 not reachable.
+ */
+
+const ROLE = 'status-role';
+let sim: RunningSimulator;
+let downSim: RunningSimulator;
+let ready: ServeProcess;
+let notReady: ServeProcess;
+
+beforeAll(async () => {
+  sim = await startSimulator({ port: 0, roles: [ROLE] });
+  downSim = await startSimulator({ port: 0, roles: [ROLE], faults: { down: true } });
+  [ready, notReady] = await Promise.all([
+    spawnServe(sim.url, [], 'ready'),
+    spawnServe(downSim.url, ['--upstream-timeout-ms', '200', '--upstream-attempts', '1'], 'started'),
+  ]);
+}, 20_000);
+
+afterAll(async () => {
+  await Promise.all([ready?.close(), notReady?.close()]);
+  await Promise.all([sim?.close(), downSim?.close()]);
+});
+
+async function status(args: string[], env: Record<string, string> = {}) {
+  const run = runCli(['status', ...args], env);
+  const code = await run.exited;
+  return { code, stdout: run.stdout(), stderr: run.stderr() };
+}
+
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+describe('imds-cache-proxy status', () => {
+  it('shows a ready proxy: its role, key id suffix, expiry, rates; exit 0; no secret printed', async () => {
+    const token = await fetch(`${ready.url}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '60' } });
+    expect(token.status).toBe(200);
+    const result = await status(['--endpoint', ready.url]);
+    const credentials = sim.currentCredentials(ROLE)!;
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(new RegExp(`^imds-cache-proxy \\S+ at ${ready.url.replaceAll('.', '\\.')}: READY\\n`));
+    expect(result.stdout).toMatch(new RegExp(`${ROLE}\\s+${credentials.accessKeyId.slice(-4)}\\s+5h 5\\dm\\s+\\d+s ago`));
+    expect(result.stdout).toMatch(/success\s+\d+\.\d\d\/s\s+\(2\)/);
+    expect(result.stdout).toMatch(/tokens issued\s+\S+\s+\(1 since start\)/);
+    expect(result.stdout).not.toContain(credentials.secretAccessKey);
+    expect(result.stdout).not.toContain(credentials.token);
+    expect(result.stdout).not.toContain(credentials.accessKeyId);
+  });
+
+  it('--json gives scripts the same view, read from IMDS_PROXY_LISTEN as serve reads it', async () => {
+    const port = new URL(ready.url).port;
+    const result = await status(['--json'], { IMDS_PROXY_LISTEN: `0.0.0.0:${port}` });
+    expect(result.code).toBe(0);
+    const view = JSON.parse(result.stdout) as Record<string, unknown> & { roles: { role: string; accessKeyIdSuffix: string; expiresInSeconds: number }[] };
+    expect(view).toMatchObject({ endpoint: `http://127.0.0.1:${port}`, reachable: true, ready: true, readiness: 'ready', problems: [], exitCode: 0 });
+    expect(view.roles).toHaveLength(1);
+    expect(view.roles[0]).toMatchObject({ role: ROLE, accessKeyIdSuffix: sim.currentCredentials(ROLE)!.accessKeyId.slice(-4) });
+    expect(view.roles[0]!.expiresInSeconds).toBeGreaterThan(5 * 3600);
+  });
+
+  it('a proxy whose IMDS is down is not ready, says why, and exits 1', async () => {
+    const result = await status(['--endpoint', notReady.url]);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain('NOT READY: no valid credentials cached yet');
+    expect(result.stdout).toContain('(no credentials cached)');
+    const json = await status(['--endpoint', notReady.url, '--json']);
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({ ready: false, exitCode: 1 });
+  });
+
+  it('nothing listening: exit 3 with the reason, in text and JSON', async () => {
+    const endpoint = `http://127.0.0.1:${await closedPort()}`;
+    const text = await status(['--endpoint', endpoint]);
+    expect(text.code).toBe(3);
+    expect(text.stdout).toBe(`imds-cache-proxy at ${endpoint}: NOT REACHABLE: GET /readyz: ECONNREFUSED\n`);
+    const json = await status(['--endpoint', endpoint, '--json']);
+    expect(json.code).toBe(3);
+    expect(JSON.parse(json.stdout)).toEqual({ endpoint, reachable: false, error: 'GET /readyz: ECONNREFUSED', exitCode: 3 });
+  });
+
+  it('bad flags and values: one line naming them, exit 2', async () => {
+    for (const [args, env, message] of [
+      [['--bogus'], {}, "Unknown option '--bogus'"],
+      [['--endpoint', 'ftp://127.0.0.1:1'], {}, '--endpoint: expected http://HOST:PORT, got "ftp://127.0.0.1:1"'],
+      [['--endpoint', 'http://127.0.0.1:1/metrics'], {}, '--endpoint: expected http://HOST:PORT'],
+      [['extra'], {}, 'Unexpected argument'],
+      [[], { IMDS_PROXY_LISTEN: 'nowhere' }, 'IMDS_PROXY_LISTEN: expected HOST:PORT or [IPv6]:PORT, got "nowhere"'],
+    ] as const) {
+      const result = await status([...args], { ...env });
+      expect(result.code, args.join(' ')).toBe(2);
+      expect(result.stdout).toBe('');
+      expect(result.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
+      expect(result.stderr).toContain(message);
+    }
+  });
+
+  it('--watch redraws every second until Ctrl-C, without ANSI codes when stdout is not a terminal', async () => {
+    const run = runCli(['status', '--watch', '--endpoint', ready.url]);
+    const deadline = Date.now() + 10_000;
+    while ((run.stdout().match(/: READY\n/g) ?? []).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    run.child.kill('SIGINT');
+    expect(await run.exited).toBe(0);
+    expect((run.stdout().match(/: READY\n/g) ?? []).length).toBeGreaterThanOrEqual(2);
+    expect(run.stdout()).not.toContain('\x1b');
+
+    const json = runCli(['status', '--watch', '--json', '--endpoint', notReady.url]);
+    while (json.stdout().split('\n').filter(Boolean).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    json.child.kill('SIGTERM');
+    expect(await json.exited).toBe(1);
+    const lines = json.stdout().trim().split('\n');
+    expect(lines.length).toBeGreaterThanOrEqual(2);
+    for (const line of lines) expect(JSON.parse(line)).toMatchObject({ ready: false });
+  }, 15_000);
+});
