@@ -22,18 +22,8 @@ import {
   type MethodLabel,
 } from './names.js';
 
-export {
-  CACHE_NAMES,
-  CACHE_RESULTS,
-  METHOD_LABELS,
-  METRIC_NAMES,
-  REFRESH_OUTCOMES,
-  ROUTE_LABELS,
-  TOKEN_REJECTION_REASONS,
-  UPSTREAM_OUTCOMES,
-  UPSTREAM_TOKEN_OUTCOMES,
-};
-export type { MethodLabel } from './names.js';
+// Existing importers read the names from here.
+export * from './names.js';
 
 /**
  * An instance profile holds one role, so more than a handful means something is wrong; past

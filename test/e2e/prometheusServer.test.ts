@@ -2,7 +2,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -10,6 +9,7 @@ import { parse, stringify } from 'yaml';
 import { writeWarmStartFile } from '../../src/cache/warmStartFile.js';
 import { spawnServe, type ServeProcess } from '../../src/serveProcess.js';
 import { startSimulator, type RunningSimulator } from '../../src/simulator/simulator.js';
+import { freeLoopbackPort } from '../support/ports.js';
 
 /**
  * deploy/prometheus/alerts.yml and the Grafana dashboard's queries on a real Prometheus
@@ -92,14 +92,6 @@ const withoutRanges = (expr: string) => expr.replace(/\[[^\]]*\]/g, '[]');
 // Processes and HTTP.
 // ---------------------------------------------------------------------------------------
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function until<T>(what: string, deadline: number, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
@@ -118,7 +110,7 @@ interface PrometheusProcess {
 }
 
 async function startPrometheus(dir: string, configFile: string): Promise<PrometheusProcess> {
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const child = spawn(
     PROMETHEUS!,
     [
@@ -224,7 +216,7 @@ describe('alerts and dashboard on a real Prometheus', () => {
         const instance = {
           main: new URL(main.url).host,
           restarted: new URL(restarted.url).host,
-          dead: `127.0.0.1:${await freePort()}`,
+          dead: `127.0.0.1:${await freeLoopbackPort()}`,
         };
 
         const rulesFile = join(dir, 'alerts.yml');

@@ -1,8 +1,10 @@
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnServe, type ServeProcess } from '../../src/serveProcess.js';
 import { startSimulator, type RunningSimulator } from '../../src/simulator/simulator.js';
 import { runCli } from '../support/cliProcess.js';
+import { freeLoopbackPort } from '../support/ports.js';
 
 /**
  * `status` against real `serve` processes on loopback: a ready one, one whose IMDS is down
@@ -34,14 +36,6 @@ async function status(args: string[], env: Record<string, string> = {}) {
   const run = runCli(['status', ...args], env);
   const code = await run.exited;
   return { code, stdout: run.stdout(), stderr: run.stderr() };
-}
-
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 describe('imds-cache-proxy status', () => {
@@ -83,13 +77,32 @@ describe('imds-cache-proxy status', () => {
   });
 
   it('nothing listening: exit 3 with the reason, in text and JSON', async () => {
-    const endpoint = `http://127.0.0.1:${await closedPort()}`;
+    const endpoint = `http://127.0.0.1:${await freeLoopbackPort()}`;
     const text = await status(['--endpoint', endpoint]);
     expect(text.code).toBe(3);
     expect(text.stdout).toBe(`imds-cache-proxy at ${endpoint}: NOT REACHABLE: GET /readyz: ECONNREFUSED\n`);
     const json = await status(['--endpoint', endpoint, '--json']);
     expect(json.code).toBe(3);
     expect(JSON.parse(json.stdout)).toEqual({ endpoint, reachable: false, error: 'GET /readyz: ECONNREFUSED', exitCode: 3 });
+  });
+
+  it('a port that accepts and never answers, or a server that is not the proxy: exit 3, saying which', async () => {
+    const sockets = new Set<Socket>();
+    const silent = createNetServer((socket) => sockets.add(socket));
+    const other = createHttpServer((_req, res) => res.writeHead(404).end('not here'));
+    await Promise.all([silent, other].map((server) => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))));
+    try {
+      const hung = await status(['--endpoint', `http://127.0.0.1:${(silent.address() as AddressInfo).port}`]);
+      expect(hung.code).toBe(3);
+      expect(hung.stdout).toContain('NOT REACHABLE: GET /readyz: no answer within 2000 ms');
+      const notProxy = await status(['--endpoint', `http://127.0.0.1:${(other.address() as AddressInfo).port}`]);
+      expect(notProxy.code).toBe(3);
+      expect(notProxy.stdout).toContain('GET /readyz answered 404, not 200 or 503');
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      other.closeAllConnections();
+      await Promise.all([silent, other].map((server) => new Promise((resolve) => server.close(resolve))));
+    }
   });
 
   it('bad flags and values: one line naming them, exit 2', async () => {
