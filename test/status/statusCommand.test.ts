@@ -1,9 +1,11 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnServe, type ServeProcess } from '../../src/serveProcess.js';
 import { startSimulator, type RunningSimulator } from '../../src/simulator/simulator.js';
-import { runCli } from '../support/cliProcess.js';
+import { CLI, runCli } from '../support/cliProcess.js';
 import { freeLoopbackPort } from '../support/ports.js';
 
 /**
@@ -137,5 +139,14 @@ describe('imds-cache-proxy status', () => {
     const lines = json.stdout().trim().split('\n');
     expect(lines.length).toBeGreaterThanOrEqual(2);
     for (const line of lines) expect(JSON.parse(line)).toMatchObject({ ready: false });
+  }, 15_000);
+
+  it.skipIf(!existsSync('/usr/bin/script'))('--watch on a terminal clears the screen before each frame', async () => {
+    // script(1) gives the CLI a pseudo-terminal; timeout(1) sends the Ctrl-C.
+    const command = `timeout -s INT 2.6 ${process.execPath} ${CLI} status --watch --endpoint ${ready.url}`;
+    const run = spawnSync('/usr/bin/script', ['-qec', command, '/dev/null'], { encoding: 'utf8', timeout: 10_000, env: { PATH: process.env.PATH ?? '' } });
+    const frames = run.stdout.split('\x1b[H\x1b[2J').slice(1);
+    expect(frames.length).toBeGreaterThanOrEqual(1);
+    for (const frame of frames) expect(frame).toMatch(/^imds-cache-proxy \S+ at .*: READY\r?\n/);
   }, 15_000);
 });
