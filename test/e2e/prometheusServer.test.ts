@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -20,8 +21,9 @@ import { freeLoopbackPort } from '../support/ports.js';
  *
  * Targets, all in job imds-cache-proxy: `main` plays the incident; `restarted` is a proxy
  * started from a warm-start file written 31 minutes ago while its IMDS is down (the one way to
- * show NoSuccessfulRefresh firing in seconds without a fake clock); `dead` is a port nobody
- * listens on (ImdsProxyDown). Every server is one this file starts on loopback.
+ * show NoSuccessfulRefresh firing in seconds without a fake clock); `cold` starts against an
+ * IMDS that never answers, with clients asking; `dead` is a port nobody listens on
+ * (ImdsProxyDown). Every server is one this file starts on loopback.
  */
 
 const PROMETHEUS = ['/usr/bin/prometheus', '/usr/local/bin/prometheus'].find((p) => existsSync(p));
@@ -42,7 +44,7 @@ const EXPIRING_SOON_SECONDS = 900;
  * the slow phase must have fired its alerts by then, and the time spent failing must stay
  * short enough that the proxy's own refresh backoff (1 s doubling) retries soon after recovery.
  */
-const SLOW_BUDGET_SECONDS = 14;
+const SLOW_BUDGET_SECONDS = 13;
 const SCRAPE_INTERVAL = '1s';
 /** Grafana's $__rate_interval for a 1 s scrape interval: four intervals. */
 const RATE_INTERVAL = '4s';
@@ -185,10 +187,21 @@ describe('alerts and dashboard on a real Prometheus', () => {
       const loops: Promise<void>[] = [];
       try {
         // IMDS for `main`, on a clock the test can set back to hand out short-lived credentials.
-        const sim = await startSimulator({ port: 0, roles: [ROLE], clock: { now: () => Date.now() + simOffsetMs } });
+        const sim = await startSimulator({ port: 0, roles: [ROLE], clock: { now: () => Date.now() + simOffsetMs, monotonic: () => performance.now() } });
         cleanups.push(() => sim.close());
         const downSim = await startSimulator({ port: 0, roles: [ROLE], faults: { down: true } });
         cleanups.push(() => downSim.close());
+        // An IMDS that accepts connections and never answers, as behind a DROP rule or a hop limit.
+        const heldSockets = new Set<Socket>();
+        const blackHole = createServer((socket) => {
+          heldSockets.add(socket);
+          socket.on('error', () => {});
+        });
+        await new Promise<void>((resolve) => blackHole.listen(0, '127.0.0.1', resolve));
+        cleanups.push(async () => {
+          for (const socket of heldSockets) socket.destroy();
+          await new Promise((resolve) => blackHole.close(resolve));
+        });
 
         const serves: ServeProcess[] = [];
         cleanups.unshift(() => Promise.all(serves.map((s) => s.close())));
@@ -207,15 +220,19 @@ describe('alerts and dashboard on a real Prometheus', () => {
             },
           },
         ]);
-        const [main, restarted] = await Promise.all([
+        const [main, restarted, cold] = await Promise.all([
           // --max-age 1: a refresh every second, so failures show at once and recovery is seen
           // soon; --refresh-before 120: the short-lived credentials below are not yet due.
           spawnServe(sim.url, ['--max-age', '1', '--refresh-before', '120', '--upstream-timeout-ms', '250']).then((s) => (serves.push(s), s)),
           spawnServe(downSim.url, ['--cache-file', cacheFile, '--upstream-timeout-ms', '250'], 'started').then((s) => (serves.push(s), s)),
+          spawnServe(`http://127.0.0.1:${(blackHole.address() as AddressInfo).port}`, ['--upstream-timeout-ms', '250'], 'started').then(
+            (s) => (serves.push(s), s),
+          ),
         ]);
         const instance = {
           main: new URL(main.url).host,
           restarted: new URL(restarted.url).host,
+          cold: new URL(cold.url).host,
           dead: `127.0.0.1:${await freeLoopbackPort()}`,
         };
 
@@ -228,7 +245,7 @@ describe('alerts and dashboard on a real Prometheus', () => {
             global: { scrape_interval: SCRAPE_INTERVAL, scrape_timeout: '900ms', evaluation_interval: SCRAPE_INTERVAL },
             rule_files: [rulesFile],
             scrape_configs: [
-              { job_name: 'imds-cache-proxy', static_configs: [{ targets: [instance.main, instance.restarted, instance.dead] }] },
+              { job_name: 'imds-cache-proxy', static_configs: [{ targets: [instance.main, instance.restarted, instance.cold, instance.dead] }] },
             ],
           }),
         );
@@ -268,31 +285,29 @@ describe('alerts and dashboard on a real Prometheus', () => {
         const firingNow = (alert: string, target: string) =>
           sightings.some((s) => s.alert === alert && s.instance === target && s.state === 'firing' && s.phase === phase);
 
-        // SDK-like clients on the host: a token now and then, cached credentials, and a spot
+        // SDK-like clients on each host: a token now and then, credentials, and a spot
         // interruption poller, whose path is cached for a second only and so reaches IMDS.
-        loops.push(
-          (async () => {
-            const headers = async () => ({
-              'x-aws-ec2-metadata-token': await (
-                await fetch(`${main.url}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '300' } })
-              ).text(),
-            });
-            let h = await headers();
-            for (let i = 0; !stopLoops && Date.now() - started < 60_000; i++) {
-              const signal = AbortSignal.timeout(3_000);
-              await Promise.all([
-                fetch(`${main.url}/latest/meta-data/iam/security-credentials/${ROLE}`, { headers: h, signal }).then((r) => r.arrayBuffer()),
-                fetch(`${main.url}/latest/meta-data/spot/instance-action`, { headers: h, signal }).then((r) => r.arrayBuffer()),
-              ]).catch(() => undefined);
-              if (i % 10 === 9) h = await headers().catch(() => h);
-              await sleep(100);
-            }
-          })(),
-        );
+        const clients = async (url: string) => {
+          const token = async () => {
+            const res = await fetch(`${url}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '300' } });
+            return { 'x-aws-ec2-metadata-token': await res.text() };
+          };
+          let headers = await token();
+          for (let i = 0; !stopLoops && Date.now() - started < 60_000; i++) {
+            const signal = AbortSignal.timeout(3_000);
+            await Promise.all([
+              fetch(`${url}/latest/meta-data/iam/security-credentials/${ROLE}`, { headers, signal }).then((r) => r.arrayBuffer()),
+              fetch(`${url}/latest/meta-data/spot/instance-action`, { headers, signal }).then((r) => r.arrayBuffer()),
+            ]).catch(() => undefined);
+            if (i % 10 === 9) headers = await token().catch(() => headers);
+            await sleep(100);
+          }
+        };
+        loops.push(clients(main.url), clients(cold.url));
 
         // Healthy.
         enter('healthy');
-        await sleep(3_000);
+        await sleep(2_500);
 
         // IMDS hands out credentials it has not rotated, 15 minutes and SLOW_BUDGET_SECONDS
         // from expiry; the proxy takes them at its next refresh.
@@ -326,7 +341,7 @@ describe('alerts and dashboard on a real Prometheus', () => {
         simOffsetMs = 0;
         sim.rotate();
         sim.resetFaults();
-        await until(`every alert on the main proxy to clear (${Math.round((Date.now() - started) / 1000)} s in)`, started + 50_000, async () => {
+        await until(`every alert on the main proxy to clear (${Math.round((Date.now() - started) / 1000)} s in)`, started + 52_000, async () => {
           const { alerts } = await api<{ alerts: { labels: Record<string, string> }[] }>(prom, '/api/v1/alerts');
           return alerts.some((a) => a.labels.instance === instance.main) ? undefined : true;
         });
@@ -362,6 +377,14 @@ describe('alerts and dashboard on a real Prometheus', () => {
         expect(active(ALERTS.expiring, instance.restarted)).toBe(false);
         expect(active(ALERTS.down, instance.restarted)).toBe(false);
         expect(active(ALERTS.timeouts, instance.restarted)).toBe(false);
+
+        // cold: started against an IMDS that never answers; only its own token PUTs go out, and
+        // they count, so the failure-ratio and timeout alerts fire. Nothing about credentials.
+        for (const alert of [ALERTS.failureRatio, ALERTS.timeouts]) {
+          expect(active(alert, instance.cold, 'pending'), `${alert} pending on the cold proxy`).toBe(true);
+          expect(active(alert, instance.cold, 'firing'), `${alert} firing on the cold proxy`).toBe(true);
+        }
+        for (const alert of [ALERTS.expiring, ALERTS.noRefresh, ALERTS.down]) expect(active(alert, instance.cold), alert).toBe(false);
 
         // dead: down, and nothing else (it exposes no series).
         expect(active(ALERTS.down, instance.dead, 'pending')).toBe(true);
