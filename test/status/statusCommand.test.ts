@@ -5,7 +5,9 @@ import { createServer as createNetServer, type AddressInfo, type Socket } from '
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnServe, type ServeProcess } from '../../src/serveProcess.js';
 import { startSimulator, type RunningSimulator } from '../../src/simulator/simulator.js';
+import { ROUTE_LABELS } from '../../src/metrics/names.js';
 import { CLI, runCli } from '../support/cliProcess.js';
+import { sampleValue } from '../support/exposition.js';
 import { freeLoopbackPort } from '../support/ports.js';
 
 /**
@@ -50,7 +52,11 @@ describe('imds-cache-proxy status', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(new RegExp(`^imds-cache-proxy \\S+ at ${ready.url.replaceAll('.', '\\.')}: READY\\n`));
     expect(result.stdout).toMatch(new RegExp(`${ROLE}\\s+${credentials.accessKeyId.slice(-4)}\\s+5h 5\\dm\\s+\\d+s ago`));
-    expect(result.stdout).toMatch(/success\s+\d+\.\d\d\/s\s+\(2\)/);
+    // Since start: what the proxy's own /metrics says, summed over routes (no refresh is due meanwhile).
+    const scrape = await (await fetch(`${ready.url}/metrics`)).text();
+    const successes = ROUTE_LABELS.reduce((sum, route) => sum + sampleValue(scrape, 'imds_proxy_upstream_requests_total', { route, outcome: 'success' }), 0);
+    expect(successes).toBeGreaterThanOrEqual(2);
+    expect(result.stdout).toMatch(new RegExp(`success\\s+\\d+\\.\\d\\d/s\\s+\\(${successes}\\)`));
     expect(result.stdout).toMatch(/tokens issued\s+\S+\s+\(1 since start\)/);
     expect(result.stdout).not.toContain(credentials.secretAccessKey);
     expect(result.stdout).not.toContain(credentials.token);
