@@ -1,6 +1,7 @@
-import { request } from 'node:http';
+import { Agent } from 'node:http';
 import { parseArgs } from 'node:util';
 import { DEFAULT_LISTEN, firstLine, formatListen, parseListen } from '../config.js';
+import { httpRequest } from '../upstream/httpRequest.js';
 import { UsageError } from '../usageError.js';
 import { parseExposition } from './exposition.js';
 import { STATUS_EXIT, buildStatusView, renderStatusText, type Observation, type StatusView, type UnreachableView } from './view.js';
@@ -53,21 +54,28 @@ export async function runStatusCommand(argv: string[]): Promise<number> {
     process.stdout.write(values.watch && !values.json && process.stdout.isTTY ? CLEAR + text : text);
   };
 
-  if (!values.watch) {
-    const first = await observe(endpoint);
-    if ('error' in first) return report(print, endpoint, first.error);
-    await sleep(INTERVAL_MS);
-    const second = await observe(endpoint);
-    if ('error' in second) return report(print, endpoint, second.error);
-    const view = buildStatusView(endpoint, first, second);
-    print(view);
-    return view.exitCode;
+  // One connection, kept between looks; destroyed at the end so nothing holds the process.
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    return values.watch ? await watch(endpoint, agent, print) : await once(endpoint, agent, print);
+  } finally {
+    agent.destroy();
   }
-  return watch(endpoint, print);
+}
+
+async function once(endpoint: string, agent: Agent, print: (view: StatusView | UnreachableView) => void): Promise<number> {
+  const first = await observe(endpoint, agent);
+  if ('error' in first) return report(print, endpoint, first.error);
+  await sleep(INTERVAL_MS);
+  const second = await observe(endpoint, agent);
+  if ('error' in second) return report(print, endpoint, second.error);
+  const view = buildStatusView(endpoint, first, second);
+  print(view);
+  return view.exitCode;
 }
 
 /** Redraws every second until SIGINT or SIGTERM; exits with the last view's code. */
-async function watch(endpoint: string, print: (view: StatusView | UnreachableView) => void): Promise<number> {
+async function watch(endpoint: string, agent: Agent, print: (view: StatusView | UnreachableView) => void): Promise<number> {
   let stopped = false;
   let wake: (() => void) | undefined;
   const stop = () => {
@@ -80,7 +88,7 @@ async function watch(endpoint: string, print: (view: StatusView | UnreachableVie
   let code: number = STATUS_EXIT.unreachable;
   try {
     while (!stopped) {
-      const current = await observe(endpoint);
+      const current = await observe(endpoint, agent);
       if ('error' in current) {
         previous = undefined;
         code = report(print, endpoint, current.error);
@@ -109,13 +117,13 @@ function report(print: (view: UnreachableView) => void, endpoint: string, error:
 }
 
 /** /readyz, then /metrics; a proxy with metrics off answers 404 there and is still a proxy. */
-async function observe(endpoint: string): Promise<Observation | { error: string }> {
+async function observe(endpoint: string, agent: Agent): Promise<Observation | { error: string }> {
   try {
-    const readiness = await get(`${endpoint}/readyz`);
+    const readiness = await get(`${endpoint}/readyz`, agent);
     if (readiness.status !== 200 && readiness.status !== 503) {
       return { error: `GET /readyz answered ${readiness.status}, not 200 or 503: is this imds-cache-proxy, and is this host allowed?` };
     }
-    const metrics = await get(`${endpoint}/metrics`);
+    const metrics = await get(`${endpoint}/metrics`, agent);
     if (metrics.status !== 200 && metrics.status !== 404) return { error: `GET /metrics answered ${metrics.status}` };
     return {
       readiness: { status: readiness.status, body: readiness.body.slice(0, 200) },
@@ -127,25 +135,13 @@ async function observe(endpoint: string): Promise<Observation | { error: string 
   }
 }
 
-/** A plain node:http GET: fetch costs tens of milliseconds to load, and this runs as a health check. */
-function get(url: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'GET', timeout: REQUEST_TIMEOUT_MS, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        body += chunk;
-        if (body.length > MAX_BODY_BYTES) req.destroy(new Error(`GET ${new URL(url).pathname}: answer larger than ${MAX_BODY_BYTES} bytes`));
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`GET ${new URL(url).pathname}: no answer within ${REQUEST_TIMEOUT_MS} ms`)));
-    req.on('error', (error: NodeJS.ErrnoException) =>
-      reject(error.code ? new Error(`GET ${new URL(url).pathname}: ${error.code}`) : error),
-    );
-    req.end();
-  });
+/** GET over node:http (the exchange credential-process uses): fetch costs tens of milliseconds to load. */
+async function get(url: string, agent: Agent): Promise<{ status: number; body: string }> {
+  try {
+    return await httpRequest({ method: 'GET', url, timeoutMs: REQUEST_TIMEOUT_MS, maxBodyBytes: MAX_BODY_BYTES, agent });
+  } catch (error) {
+    throw new Error(`GET ${new URL(url).pathname}: ${firstLine(error)}`);
+  }
 }
 
 function parseEndpoint(raw: string): string {

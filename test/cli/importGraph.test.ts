@@ -87,4 +87,13 @@ describe('what each command loads', () => {
       expect(run.own.filter((f) => !/^(cli|config|logLevels|usageError|credentialProcess|imds\/(protocol|credentials)|upstream\/(httpRequest|errors))\.js$/.test(f))).toEqual([]);
     }
   });
+
+  it('status, a health check run every few seconds, reads a proxy loading no package and no undici', async () => {
+    const refused = await loadedBy(['status', '--endpoint', 'http://127.0.0.1:9']);
+    expect(refused.code).toBe(3);
+    expect([...refused.packages]).toEqual([]);
+    expect(refused.undici).toBe(false);
+    // Metric names come from metrics/names.js, not the prom-client module that serves them.
+    expect(refused.own.filter((f) => !/^(cli|config|logLevels|usageError|status\/(command|exposition|view)|metrics\/names|upstream\/(httpRequest|errors))\.js$/.test(f))).toEqual([]);
+  });
 });

@@ -88,10 +88,10 @@ describe('imds-cache-proxy status', () => {
     const endpoint = `http://127.0.0.1:${await freeLoopbackPort()}`;
     const text = await status(['--endpoint', endpoint]);
     expect(text.code).toBe(3);
-    expect(text.stdout).toBe(`imds-cache-proxy at ${endpoint}: NOT REACHABLE: GET /readyz: ECONNREFUSED\n`);
+    expect(text.stdout).toBe(`imds-cache-proxy at ${endpoint}: NOT REACHABLE: GET /readyz: connection failed (ECONNREFUSED)\n`);
     const json = await status(['--endpoint', endpoint, '--json']);
     expect(json.code).toBe(3);
-    expect(JSON.parse(json.stdout)).toEqual({ endpoint, reachable: false, error: 'GET /readyz: ECONNREFUSED', exitCode: 3 });
+    expect(JSON.parse(json.stdout)).toEqual({ endpoint, reachable: false, error: 'GET /readyz: connection failed (ECONNREFUSED)', exitCode: 3 });
   });
 
   it('a port that accepts and never answers, or a server that is not the proxy: exit 3, saying which', async () => {
@@ -102,7 +102,7 @@ describe('imds-cache-proxy status', () => {
     try {
       const hung = await status(['--endpoint', `http://127.0.0.1:${(silent.address() as AddressInfo).port}`]);
       expect(hung.code).toBe(3);
-      expect(hung.stdout).toContain('NOT REACHABLE: GET /readyz: no answer within 2000 ms');
+      expect(hung.stdout).toContain('NOT REACHABLE: GET /readyz: no complete answer within 2000 ms');
       const notProxy = await status(['--endpoint', `http://127.0.0.1:${(other.address() as AddressInfo).port}`]);
       expect(notProxy.code).toBe(3);
       expect(notProxy.stdout).toContain('GET /readyz answered 404, not 200 or 503');
