@@ -1,8 +1,8 @@
 import { Agent } from 'node:http';
 import { parseArgs } from 'node:util';
-import { DEFAULT_LISTEN, firstLine, formatListen, parseListen } from '../config.js';
+import { DEFAULT_LISTEN, formatListen, parseListen } from '../config.js';
 import { httpRequest } from '../upstream/httpRequest.js';
-import { UsageError } from '../usageError.js';
+import { UsageError, firstLine } from '../usageError.js';
 import { parseExposition } from './exposition.js';
 import { STATUS_EXIT, buildStatusView, renderStatusText, type Observation, type StatusView, type UnreachableView } from './view.js';
 
