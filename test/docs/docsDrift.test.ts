@@ -103,8 +103,8 @@ function parseExposition(text: string) {
 const familyOf = (name: string, types: Map<string, string>) =>
   types.has(name) ? name : name.replace(/_(bucket|sum|count)$/, '');
 
-/** Labels whose values are open by nature: numbers, role names, the version, buckets. */
-const OPEN_LABELS = new Set(['status', 'role', 'version', 'le', 'quantile']);
+/** Labels whose values are open by nature: numbers, role names, key id suffixes, the version, buckets. */
+const OPEN_LABELS = new Set(['status', 'role', 'access_key_id_suffix', 'version', 'le', 'quantile']);
 
 describe('metrics: README.md and docs/metrics.md against a live /metrics', () => {
   let sim: RunningSimulator;
