@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { firstLine, UsageError } from './usageError.js';
+import { firstLine, UsageError } from './config/usageError.js';
 
 const HELP = `Usage: imds-cache-proxy <command> [options]
 
@@ -24,14 +24,14 @@ type Command = (argv: string[]) => Promise<number>;
 // simulator and load generator. test/cli/importGraph.test.ts holds this.
 const COMMANDS: Record<string, () => Promise<Command>> = {
   serve: async () => {
-    const { runServeCommand } = await import('./serveCommand.js');
+    const { runServeCommand } = await import('./commands/serve.js');
     return (argv) => runServeCommand(argv);
   },
-  'credential-process': async () => (await import('./credentialProcess.js')).runCredentialProcessCommand,
-  status: async () => (await import('./status/command.js')).runStatusCommand,
-  simulate: async () => (await import('./simulator/command.js')).runSimulateCommand,
-  loadtest: async () => (await import('./loadtest/command.js')).runLoadtestCommand,
-  demo: async () => (await import('./demo.js')).runDemo,
+  'credential-process': async () => (await import('./commands/credentialProcess.js')).runCredentialProcessCommand,
+  status: async () => (await import('./commands/status.js')).runStatusCommand,
+  simulate: async () => (await import('./commands/simulate.js')).runSimulateCommand,
+  loadtest: async () => (await import('./commands/loadtest.js')).runLoadtestCommand,
+  demo: async () => (await import('./commands/demo.js')).runDemo,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -41,7 +41,7 @@ async function main(argv: string[]): Promise<number> {
     return name === undefined ? 2 : 0;
   }
   if (name === '--version' || name === '-v') {
-    process.stdout.write(`${(await import('./version.js')).VERSION}\n`);
+    process.stdout.write(`${(await import('./runtime/version.js')).VERSION}\n`);
     return 0;
   }
   const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
@@ -61,7 +61,7 @@ process.on('uncaughtException', (error) => {
 });
 
 // Started over IPC by a Node parent (the demo, the bench): stop when it goes. Loaded only then.
-if (process.channel !== undefined) void import('./parentWatch.js').then((m) => m.stopWhenParentGoes());
+if (process.channel !== undefined) void import('./child/parentWatch.js').then((m) => m.stopWhenParentGoes());
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { stopWhenParentGoes } from '../parentWatch.js';
+import { stopWhenParentGoes } from '../child/parentWatch.js';
 
 /**
  * The benchmark's yardstick: a bare node:http server answering the proxy's exact bytes and

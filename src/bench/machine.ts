@@ -1,2 +1,2 @@
 // The machine description is shared with loadtest, which ships (the bench does not).
-export { machineInfo, type MachineInfo } from '../machine.js';
+export { machineInfo, type MachineInfo } from '../runtime/machine.js';

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { spawnServe } from '../serveProcess.js';
+import { spawnServe } from '../child/serveProcess.js';
 
 const DIST = fileURLToPath(new URL('../', import.meta.url));
 
@@ -15,7 +15,7 @@ export interface ChildServer {
 }
 
 // Servers this run started; none outlives it, whatever ends it: a normal exit or a signal
-// here, and SIGKILL through the children's own watch on their parent (src/parentWatch.ts).
+// here, and SIGKILL through the children's own watch on their parent (src/child/parentWatch.ts).
 const children = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const child of children) child.kill('SIGKILL');

@@ -1,5 +1,5 @@
-import type { Clock } from '../clock.js';
-import { accessKeyIdSuffix, describeCredentials, type Logger } from '../log.js';
+import type { Clock } from '../runtime/clock.js';
+import { accessKeyIdSuffix, describeCredentials, type Logger } from '../runtime/log.js';
 import type { CacheResult, MetricsRecorder } from '../metrics/recorder.js';
 import { formatCredentialsDocument, sameCredentials, type RoleCredentials } from '../imds/credentials.js';
 import { UpstreamError } from '../upstream/errors.js';

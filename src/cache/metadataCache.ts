@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../runtime/clock.js';
 import type { MetricsRecorder, RouteLabel } from '../metrics/recorder.js';
 import type { UpstreamResponse } from '../upstream/httpRequest.js';
 import { metadataTtlMs, type MetadataCacheTtls } from './metadataPolicy.js';

@@ -1,4 +1,4 @@
-import { loadAverage, machineInfo, type MachineInfo } from '../machine.js';
+import { loadAverage, machineInfo, type MachineInfo } from '../runtime/machine.js';
 import { findKnee, type Knee } from './knee.js';
 import type { LoadOptions, LoadRun, SeriesPoint, StepResult } from './runLoad.js';
 import type { LoadSummary } from './summary.js';

@@ -1,10 +1,10 @@
-import type { Clock } from '../clock.js';
-import type { Logger } from '../log.js';
+import type { Clock } from '../runtime/clock.js';
+import type { Logger } from '../runtime/log.js';
 import type { MetricsRecorder } from '../metrics/recorder.js';
 import type { CredentialCache } from '../cache/credentialCache.js';
 import type { MetadataCache } from '../cache/metadataCache.js';
 import type { ClientTokenAuthority } from '../tokens/clientTokens.js';
-import type { ExtendedCredentialsMode } from '../config.js';
+import type { ExtendedCredentialsMode } from '../config/proxyConfig.js';
 import type { ContainerAuthCheck } from '../tokens/containerAuthTokenFile.js';
 
 /** Everything the routes need, built once by startProxy (or by a test). */

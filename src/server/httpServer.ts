@@ -1,7 +1,7 @@
 import { createServer, ServerResponse, type RequestListener, type Server } from 'node:http';
 import { Server as NetServer, type AddressInfo, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { ListenAddress } from '../config.js';
+import type { ListenAddress } from '../config/proxyConfig.js';
 import { listenInherited, type InheritedSocket } from './inheritedListeners.js';
 
 export interface HttpServerOptions {

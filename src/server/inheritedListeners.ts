@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import { isIP, type AddressInfo } from 'node:net';
-import { formatListen, type ListenAddress } from '../config.js';
-import { UsageError } from '../usageError.js';
+import { formatListen, type ListenAddress } from '../config/proxyConfig.js';
+import { UsageError } from '../config/usageError.js';
 
 /**
  * Listening sockets handed over by a supervisor (systemd socket activation, sd_listen_fds(3)):

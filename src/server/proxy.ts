@@ -1,11 +1,11 @@
 import type { Server } from 'node:http';
 import { Hono } from 'hono';
-import { systemClock, type Clock } from '../clock.js';
-import { formatListen, type ProxyConfig } from '../config.js';
-import { createLogger, type Logger } from '../log.js';
+import { systemClock, type Clock } from '../runtime/clock.js';
+import { formatListen, type ProxyConfig } from '../config/proxyConfig.js';
+import { createLogger, type Logger } from '../runtime/log.js';
 import { noopMetrics, type MetricsRecorder } from '../metrics/recorder.js';
 import { PrometheusMetrics } from '../metrics/prometheus.js';
-import { VERSION } from '../version.js';
+import { VERSION } from '../runtime/version.js';
 import { CredentialCache } from '../cache/credentialCache.js';
 import { startBackgroundRefresher } from '../cache/backgroundRefresher.js';
 import { MetadataCache } from '../cache/metadataCache.js';
@@ -24,7 +24,7 @@ import { boundPort, closeGracefully, listen } from './httpServer.js';
 import type { InheritedListeners } from './inheritedListeners.js';
 import { createSourceFilter, isLoopbackHost } from './sourceFilter.js';
 import { ContainerAuthTokenFile } from '../tokens/containerAuthTokenFile.js';
-import { UsageError } from '../usageError.js';
+import { UsageError } from '../config/usageError.js';
 
 type ExposedMetrics = MetricsRecorder & { exposition?: () => Promise<{ contentType: string; body: string }> };
 

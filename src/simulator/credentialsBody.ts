@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.js';
+import type { Clock } from '../runtime/clock.js';
 import { formatCredentialsDocument, type RoleCredentials } from '../imds/credentials.js';
 import { formatImdsTime } from '../imds/protocol.js';
 import type { Faults } from './faults.js';

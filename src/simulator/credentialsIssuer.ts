@@ -1,5 +1,5 @@
 import { randomBytes, randomInt } from 'node:crypto';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../runtime/clock.js';
 import type { RoleCredentials } from '../imds/credentials.js';
 
 const KEY_ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';

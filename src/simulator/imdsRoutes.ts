@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.js';
+import type { Clock } from '../runtime/clock.js';
 import {
   CREDENTIALS_PREFIX,
   EXTENDED_CREDENTIALS_PREFIX,

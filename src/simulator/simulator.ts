@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { systemClock, type Clock } from '../clock.js';
-import { formatListen } from '../config.js';
+import { systemClock, type Clock } from '../runtime/clock.js';
+import { formatListen } from '../config/proxyConfig.js';
 import type { RoleCredentials } from '../imds/credentials.js';
 import { formatImdsTime } from '../imds/protocol.js';
 import { isLoopbackHost } from '../server/sourceFilter.js';

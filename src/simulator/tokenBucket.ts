@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.js';
+import type { Clock } from '../runtime/clock.js';
 
 /**
  * IMDS's per-instance throttle, modelled as a token bucket: `ratePerSecond` requests a

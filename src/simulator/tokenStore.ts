@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../runtime/clock.js';
 
 export type TokenVerdict = 'valid' | 'invalid' | 'expired';
 

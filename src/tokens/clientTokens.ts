@@ -1,5 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../runtime/clock.js';
 
 /**
  * Session tokens the proxy hands to its own clients, minted and checked locally so that a

@@ -1,9 +1,9 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { Clock } from '../clock.js';
-import type { Logger } from '../log.js';
-import { UsageError } from '../usageError.js';
+import type { Clock } from '../runtime/clock.js';
+import type { Logger } from '../runtime/log.js';
+import { UsageError } from '../config/usageError.js';
 
 /** What the container-credentials route asks: is this Authorization value the token? */
 export interface ContainerAuthCheck {

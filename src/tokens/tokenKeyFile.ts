@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../runtime/clock.js';
 import { readPrivateFile, removeStaleTempFiles, writePrivateFile } from '../cache/privateFile.js';
 import { TOKEN_KEY_BYTES } from './clientTokens.js';
 

@@ -1,4 +1,4 @@
-import type { Logger } from '../log.js';
+import type { Logger } from '../runtime/log.js';
 import type { MetricsRecorder, RouteLabel, UpstreamOutcome } from '../metrics/recorder.js';
 
 /** Routes that carry the credential cycle: a handful of exchanges an hour, worth a line at info. */

@@ -1,5 +1,5 @@
-import type { Clock } from '../clock.js';
-import type { Logger } from '../log.js';
+import type { Clock } from '../runtime/clock.js';
+import type { Logger } from '../runtime/log.js';
 import type { MetricsRecorder, RouteLabel, UpstreamOutcome } from '../metrics/recorder.js';
 import { backoffDelayMs } from './backoff.js';
 import { UpstreamError } from './errors.js';

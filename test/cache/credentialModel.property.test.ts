@@ -1,11 +1,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ManualClock } from '../../src/clock.js';
+import { ManualClock } from '../../src/runtime/clock.js';
 import { CredentialCache, EMPTY_LISTING_SPAN_MS, EMPTY_LISTINGS_TO_DROP } from '../../src/cache/credentialCache.js';
 import { DEFAULT_REFRESH_SETTINGS as S, isServable } from '../../src/cache/refreshPolicy.js';
 import type { RoleCredentials } from '../../src/imds/credentials.js';
 import { parseCredentialsDocument } from '../../src/imds/credentials.js';
-import { silentLogger } from '../../src/log.js';
+import { silentLogger } from '../../src/runtime/log.js';
 import { ImdsClient } from '../../src/upstream/imdsClient.js';
 import { fetchRoleCredentials, fetchRoleNames } from '../../src/upstream/instanceProfile.js';
 import { RecordingMetrics } from '../support/recordingMetrics.js';

@@ -1,5 +1,5 @@
-import { defaultProxyConfig } from '../../src/config.js';
-import { silentLogger } from '../../src/log.js';
+import { defaultProxyConfig } from '../../src/config/proxyConfig.js';
+import { silentLogger } from '../../src/runtime/log.js';
 import { startProxy } from '../../src/server/proxy.js';
 import { startSimulator } from '../../src/simulator/simulator.js';
 import { describeImdsContract } from './imdsContract.js';

@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { formatListen, parseListen, parseServeConfig, SERVE_OPTIONS } from '../../src/config.js';
+import { formatListen, parseListen, parseServeConfig, SERVE_OPTIONS } from '../../src/config/proxyConfig.js';
 import { takeInheritedListeners } from '../../src/server/inheritedListeners.js';
-import { silentLogger } from '../../src/log.js';
+import { silentLogger } from '../../src/runtime/log.js';
 import { startProxy, type RunningProxy } from '../../src/server/proxy.js';
 import { startSimulator, type RunningSimulator } from '../../src/simulator/simulator.js';
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseServeConfig, SERVE_OPTIONS, type ProxyConfig } from '../../src/config.js';
+import { parseServeConfig, SERVE_OPTIONS, type ProxyConfig } from '../../src/config/proxyConfig.js';
 import { startSimulator, type RunningSimulator } from '../../src/simulator/simulator.js';
 import { runCli, type CliRun } from '../support/cliProcess.js';
 

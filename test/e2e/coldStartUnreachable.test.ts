@@ -1,7 +1,7 @@
 import { createServer, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { defaultProxyConfig } from '../../src/config.js';
-import { silentLogger } from '../../src/log.js';
+import { defaultProxyConfig } from '../../src/config/proxyConfig.js';
+import { silentLogger } from '../../src/runtime/log.js';
 import { startProxy } from '../../src/server/proxy.js';
 import { sampleValue } from '../support/exposition.js';
 

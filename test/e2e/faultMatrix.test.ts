@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { defaultProxyConfig, type ProxyConfig } from '../../src/config.js';
-import { silentLogger } from '../../src/log.js';
+import { defaultProxyConfig, type ProxyConfig } from '../../src/config/proxyConfig.js';
+import { silentLogger } from '../../src/runtime/log.js';
 import { startProxy, type RunningProxy } from '../../src/server/proxy.js';
 import { startSimulator, type Faults, type RunningSimulator, type SimulatorOptions } from '../../src/simulator/simulator.js';
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { writeWarmStartFile } from '../../src/cache/warmStartFile.js';
-import { spawnServe, type ServeProcess } from '../../src/serveProcess.js';
+import { spawnServe, type ServeProcess } from '../../src/child/serveProcess.js';
 import { startSimulator, type RunningSimulator } from '../../src/simulator/simulator.js';
 import { freeLoopbackPort } from '../support/ports.js';
 

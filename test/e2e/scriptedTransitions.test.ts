@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { ManualClock } from '../../src/clock.js';
-import { defaultProxyConfig } from '../../src/config.js';
-import { silentLogger } from '../../src/log.js';
+import { ManualClock } from '../../src/runtime/clock.js';
+import { defaultProxyConfig } from '../../src/config/proxyConfig.js';
+import { silentLogger } from '../../src/runtime/log.js';
 import { startProxy, type RunningProxy } from '../../src/server/proxy.js';
 import { sampleValue } from '../support/exposition.js';
 import { ScriptedImds } from '../support/scriptedImds.js';

@@ -2,8 +2,8 @@ import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { defaultProxyConfig, type ProxyConfig } from '../../src/config.js';
-import { createLogger, type Logger } from '../../src/log.js';
+import { defaultProxyConfig, type ProxyConfig } from '../../src/config/proxyConfig.js';
+import { createLogger, type Logger } from '../../src/runtime/log.js';
 import { startProxy, type RunningProxy } from '../../src/server/proxy.js';
 import { startSimulator, type RunningSimulator } from '../../src/simulator/simulator.js';
 import { runCli } from '../support/cliProcess.js';

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runLoadtestCommand } from '../../src/loadtest/command.js';
+import { runLoadtestCommand } from '../../src/commands/loadtest.js';
 import { LiveProgress } from '../../src/loadtest/progress.js';
 import { startSimulator } from '../../src/simulator/simulator.js';
 

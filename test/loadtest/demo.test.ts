@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DEMO_PRESETS, formatDemoResult, runDemoScenario, type DemoRun } from '../../src/demo.js';
+import { DEMO_PRESETS, formatDemoResult, runDemoScenario, type DemoRun } from '../../src/commands/demo.js';
 import { runCli } from '../support/cliProcess.js';
 
 describe('demo', () => {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { LoadRecorder, percentile } from '../../src/loadtest/summary.js';
 import { formatTable } from '../../src/loadtest/report.js';
-import { parseLoadtestArgs } from '../../src/loadtest/command.js';
-import { UsageError } from '../../src/usageError.js';
+import { parseLoadtestArgs } from '../../src/commands/loadtest.js';
+import { UsageError } from '../../src/config/usageError.js';
 
 describe('load summary', () => {
   it('an empty run summarizes to zeros, not NaN', () => {

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { defaultProxyConfig, type ProxyConfig } from '../../src/config.js';
-import { silentLogger } from '../../src/log.js';
+import { defaultProxyConfig, type ProxyConfig } from '../../src/config/proxyConfig.js';
+import { silentLogger } from '../../src/runtime/log.js';
 import { startProxy, type RunningProxy } from '../../src/server/proxy.js';
 import { runCli, type CliRun } from '../support/cliProcess.js';
 import { RecordingMetrics } from '../support/recordingMetrics.js';

@@ -1,8 +1,8 @@
 import { Agent, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defaultProxyConfig } from '../../src/config.js';
-import { silentLogger } from '../../src/log.js';
+import { defaultProxyConfig } from '../../src/config/proxyConfig.js';
+import { silentLogger } from '../../src/runtime/log.js';
 import { startProxy, type RunningProxy } from '../../src/server/proxy.js';
 import { startSimulator, type RunningSimulator } from '../../src/simulator/simulator.js';
 

@@ -1,8 +1,8 @@
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defaultProxyConfig } from '../../src/config.js';
+import { defaultProxyConfig } from '../../src/config/proxyConfig.js';
 import { startProxy, type RunningProxy } from '../../src/server/proxy.js';
-import { silentLogger } from '../../src/log.js';
+import { silentLogger } from '../../src/runtime/log.js';
 
 /** Sends raw bytes on a fresh connection and returns whatever comes back before close. */
 function raw(port: number, request: string | Buffer, { waitMs = 2000 } = {}): Promise<string> {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { takeInheritedListeners } from '../../src/server/inheritedListeners.js';
-import { UsageError } from '../../src/usageError.js';
+import { UsageError } from '../../src/config/usageError.js';
 
 /** sd_listen_fds(3)'s conventions, as `serve` reads them. */
 

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { parseSimulateArgs, runSimulateCommand } from '../../src/simulator/command.js';
-import { UsageError } from '../../src/usageError.js';
+import { parseSimulateArgs, runSimulateCommand } from '../../src/commands/simulate.js';
+import { UsageError } from '../../src/config/usageError.js';
 
 const usageError = (argv: string[]): string => {
   try {

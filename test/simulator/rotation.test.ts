@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ManualClock } from '../../src/clock.js';
+import { ManualClock } from '../../src/runtime/clock.js';
 import { parseCredentialsDocument, sameCredentials } from '../../src/imds/credentials.js';
 import { CredentialsIssuer } from '../../src/simulator/credentialsIssuer.js';
 import { startSimulator } from '../../src/simulator/simulator.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ManualClock } from '../../src/clock.js';
+import { ManualClock } from '../../src/runtime/clock.js';
 import { TokenBucket } from '../../src/simulator/tokenBucket.js';
 
 describe('token bucket', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ManualClock } from '../../src/clock.js';
+import { ManualClock } from '../../src/runtime/clock.js';
 import { TokenStore } from '../../src/simulator/tokenStore.js';
 
 describe('simulator token store', () => {

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnServe, type ServeProcess } from '../../src/serveProcess.js';
+import { spawnServe, type ServeProcess } from '../../src/child/serveProcess.js';
 import { startSimulator, type RunningSimulator } from '../../src/simulator/simulator.js';
 import { ROUTE_LABELS } from '../../src/metrics/names.js';
 import { CLI, runCli } from '../support/cliProcess.js';

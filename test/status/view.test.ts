@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseExposition, sumOf } from '../../src/status/exposition.js';
-import { defaultEndpoint } from '../../src/status/command.js';
+import { defaultEndpoint } from '../../src/commands/status.js';
 import { STATUS_EXIT, buildStatusView, formatDuration, renderStatusText, type Observation } from '../../src/status/view.js';
 
 const NOW = Date.UTC(2026, 10, 30, 12, 0, 0);

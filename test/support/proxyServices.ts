@@ -1,9 +1,9 @@
-import { ManualClock } from '../../src/clock.js';
+import { ManualClock } from '../../src/runtime/clock.js';
 import { CredentialCache } from '../../src/cache/credentialCache.js';
 import { MetadataCache } from '../../src/cache/metadataCache.js';
 import { DEFAULT_METADATA_TTLS } from '../../src/cache/metadataPolicy.js';
 import { DEFAULT_REFRESH_SETTINGS } from '../../src/cache/refreshPolicy.js';
-import { silentLogger } from '../../src/log.js';
+import { silentLogger } from '../../src/runtime/log.js';
 import { createFrontDoor, type FrontDoorOptions } from '../../src/server/frontDoor.js';
 import type { ProxyServices } from '../../src/server/context.js';
 import { ClientTokenAuthority } from '../../src/tokens/clientTokens.js';

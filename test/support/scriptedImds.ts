@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import type { ManualClock } from '../../src/clock.js';
+import type { ManualClock } from '../../src/runtime/clock.js';
 import { formatCredentialsDocument, type RoleCredentials } from '../../src/imds/credentials.js';
 import { CREDENTIALS_PREFIX, TOKEN_HEADER, TOKEN_PATH, TOKEN_TTL_HEADER } from '../../src/imds/protocol.js';
 import type { RouteLabel, UpstreamOutcome } from '../../src/metrics/recorder.js';

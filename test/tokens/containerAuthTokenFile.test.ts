@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ManualClock } from '../../src/clock.js';
-import { createLogger } from '../../src/log.js';
+import { ManualClock } from '../../src/runtime/clock.js';
+import { createLogger } from '../../src/runtime/log.js';
 import { ContainerAuthTokenFile, TOKEN_FILE_RECHECK_MS } from '../../src/tokens/containerAuthTokenFile.js';
-import { UsageError } from '../../src/usageError.js';
+import { UsageError } from '../../src/config/usageError.js';
 
 const OLD = 'old-token-0123456789abcdef';
 const NEW = 'new-token-fedcba9876543210';

@@ -1,7 +1,7 @@
 import nock from 'nock';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
-import { ManualClock } from '../../src/clock.js';
-import { createLogger, silentLogger } from '../../src/log.js';
+import { ManualClock } from '../../src/runtime/clock.js';
+import { createLogger, silentLogger } from '../../src/runtime/log.js';
 import { ImdsClient } from '../../src/upstream/imdsClient.js';
 import { UpstreamError } from '../../src/upstream/errors.js';
 import { fetchRoleCredentials, fetchRoleNames } from '../../src/upstream/instanceProfile.js';

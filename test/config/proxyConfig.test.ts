@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseServeConfig } from '../src/config.js';
-import { UsageError } from '../src/usageError.js';
+import { parseServeConfig } from '../../src/config/proxyConfig.js';
+import { UsageError } from '../../src/config/usageError.js';
 
 function usageError(fn: () => unknown): string {
   try {

@@ -3,15 +3,15 @@ import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { firstLine } from './config.js';
-import { renderReportHtml } from './loadtest/htmlReport.js';
-import { formatTable } from './loadtest/report.js';
-import { describeMachine, loadResult, type LoadResult } from './loadtest/result.js';
-import { spawnServe } from './serveProcess.js';
-import { runLoadTest, type LoadOptions } from './loadtest/runLoad.js';
-import type { LoadSummary } from './loadtest/summary.js';
-import { startSimulator, type SimulatorCounters } from './simulator/simulator.js';
-import { UsageError } from './usageError.js';
+import { firstLine } from '../config/proxyConfig.js';
+import { renderReportHtml } from '../loadtest/htmlReport.js';
+import { formatTable } from '../loadtest/report.js';
+import { describeMachine, loadResult, type LoadResult } from '../loadtest/result.js';
+import { spawnServe } from '../child/serveProcess.js';
+import { runLoadTest, type LoadOptions } from '../loadtest/runLoad.js';
+import type { LoadSummary } from '../loadtest/summary.js';
+import { startSimulator, type SimulatorCounters } from '../simulator/simulator.js';
+import { UsageError } from '../config/usageError.js';
 
 export interface DemoSettings {
   /** The simulated IMDS admits this many requests a second and drops the rest. */

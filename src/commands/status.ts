@@ -1,10 +1,10 @@
 import { Agent } from 'node:http';
 import { parseArgs } from 'node:util';
-import { DEFAULT_LISTEN, formatListen, parseListen } from '../config.js';
+import { DEFAULT_LISTEN, formatListen, parseListen } from '../config/proxyConfig.js';
 import { httpRequest } from '../upstream/httpRequest.js';
-import { UsageError, firstLine } from '../usageError.js';
-import { parseExposition } from './exposition.js';
-import { STATUS_EXIT, buildStatusView, renderStatusText, type Observation, type StatusView, type UnreachableView } from './view.js';
+import { UsageError, firstLine } from '../config/usageError.js';
+import { parseExposition } from '../status/exposition.js';
+import { STATUS_EXIT, buildStatusView, renderStatusText, type Observation, type StatusView, type UnreachableView } from '../status/view.js';
 
 export const STATUS_HELP = `Usage: imds-cache-proxy status [--endpoint URL] [--watch] [--json]
 

@@ -25,14 +25,14 @@ export async function spawnServe(
   waitFor: 'started' | 'ready' = 'ready',
 ): Promise<ServeProcess> {
   // src/ and dist/ sit side by side, so this names the built CLI from either (tests run src/).
-  const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+  const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
   if (!existsSync(cli)) throw new Error(`${cli} is missing: build first (npm run build)`);
   // No inherited IMDS_PROXY_* settings: a cache file or metrics address meant for the host's
   // real proxy would mix these credentials into it, or collide with it.
   const child = spawn(
     process.execPath,
     [cli, 'serve', '--listen', '127.0.0.1:0', '--upstream', upstream, '--log-level', 'info', ...extraArgs],
-    // The IPC channel is how the child knows its parent is gone (src/parentWatch.ts).
+    // The IPC channel is how the child knows its parent is gone (src/child/parentWatch.ts).
     { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] },
   );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

@@ -1,17 +1,17 @@
 import { parseArgs } from 'node:util';
-import { firstLine } from '../config.js';
+import { firstLine } from '../config/proxyConfig.js';
 import { isLoopbackHost } from '../server/sourceFilter.js';
-import { UsageError } from '../usageError.js';
+import { UsageError } from '../config/usageError.js';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { renderReportHtml } from './htmlReport.js';
-import { rampRates } from './knee.js';
-import { LiveProgress, type ProgressStream } from './progress.js';
-import { formatLoadResult } from './report.js';
-import { loadResult } from './result.js';
-import { LOAD_LIMITS, runLoadTest, type Arrivals, type LoadOptions } from './runLoad.js';
-import { round } from './summary.js';
+import { renderReportHtml } from '../loadtest/htmlReport.js';
+import { rampRates } from '../loadtest/knee.js';
+import { LiveProgress, type ProgressStream } from '../loadtest/progress.js';
+import { formatLoadResult } from '../loadtest/report.js';
+import { loadResult } from '../loadtest/result.js';
+import { LOAD_LIMITS, runLoadTest, type Arrivals, type LoadOptions } from '../loadtest/runLoad.js';
+import { round } from '../loadtest/summary.js';
 
 export const LOADTEST_HELP = `Usage: imds-cache-proxy loadtest --target URL [options]
 

@@ -1,11 +1,11 @@
 import { Agent } from 'node:http';
 import { parseArgs } from 'node:util';
-import { DEFAULT_LISTEN, firstLine } from './config.js';
-import { CREDENTIALS_PREFIX, TOKEN_HEADER, TOKEN_PATH, TOKEN_TTL_HEADER, formatImdsTime } from './imds/protocol.js';
-import { parseCredentialsDocument } from './imds/credentials.js';
-import { httpRequest, type UpstreamResponse } from './upstream/httpRequest.js';
-import { isUpstreamError, type UpstreamError } from './upstream/errors.js';
-import { UsageError } from './usageError.js';
+import { DEFAULT_LISTEN, firstLine } from '../config/proxyConfig.js';
+import { CREDENTIALS_PREFIX, TOKEN_HEADER, TOKEN_PATH, TOKEN_TTL_HEADER, formatImdsTime } from '../imds/protocol.js';
+import { parseCredentialsDocument } from '../imds/credentials.js';
+import { httpRequest, type UpstreamResponse } from '../upstream/httpRequest.js';
+import { isUpstreamError, type UpstreamError } from '../upstream/errors.js';
+import { UsageError } from '../config/usageError.js';
 
 export const CREDENTIAL_PROCESS_HELP = `Usage: imds-cache-proxy credential-process [--endpoint URL] [--timeout-ms MS]
 

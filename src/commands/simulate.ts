@@ -1,9 +1,9 @@
 import { parseArgs } from 'node:util';
-import { firstLine, parseListen } from '../config.js';
+import { firstLine, parseListen } from '../config/proxyConfig.js';
 import { isLoopbackHost } from '../server/sourceFilter.js';
-import { UsageError } from '../usageError.js';
-import type { Faults } from './faults.js';
-import { startSimulator, type SimulatorOptions } from './simulator.js';
+import { UsageError } from '../config/usageError.js';
+import type { Faults } from '../simulator/faults.js';
+import { startSimulator, type SimulatorOptions } from '../simulator/simulator.js';
 
 export const SIMULATE_HELP = `Usage: imds-cache-proxy simulate [options]
 

@@ -1,7 +1,7 @@
-import { parseServeConfig, SERVE_OPTIONS } from './config.js';
-import { createLogger } from './log.js';
-import { takeInheritedListeners } from './server/inheritedListeners.js';
-import { startProxy } from './server/proxy.js';
+import { parseServeConfig, SERVE_OPTIONS } from '../config/proxyConfig.js';
+import { createLogger } from '../runtime/log.js';
+import { takeInheritedListeners } from '../server/inheritedListeners.js';
+import { startProxy } from '../server/proxy.js';
 
 export const SERVE_HELP = `Usage: imds-cache-proxy serve [options]
 

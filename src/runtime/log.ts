@@ -1,8 +1,8 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
-import type { LogLevel } from './logLevels.js';
+import type { LogLevel } from '../config/logLevels.js';
 
 export type { Logger } from 'pino';
-export { LOG_LEVELS, type LogLevel } from './logLevels.js';
+export { LOG_LEVELS, type LogLevel } from '../config/logLevels.js';
 
 /**
  * JSON lines on stdout (or `destination`). Secrets stay out by construction: the code logs
