@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultProxyConfig } from '../../src/config/proxyConfig.js';
 import { silentLogger } from '../../src/runtime/log.js';
 import { startProxy, type RunningProxy } from '../../src/server/proxy.js';
+import { startSimulator, type RunningSimulator } from '../../src/simulator/simulator.js';
 
 // The Dockerfile held to its invariants, and its HEALTHCHECK command run for real against a
 // proxy on loopback; building and running the image is test/deploy/dockerImage.test.ts.
@@ -56,10 +57,12 @@ const stage = (name: string) => {
 };
 const all = (s: Stage, op: string) => s.body.filter((i) => i.op === op).map((i) => i.args);
 
+/** The HEALTHCHECK's command as the image runs it, with the image's /app as this checkout. */
 function runHealthcheck(listen: string): Promise<number | null> {
   const args = JSON.parse(/^CMD\s+(\[.*\])$/.exec(all(runtime, 'HEALTHCHECK')[0]!.replace(/^(--\S+\s+)*/, ''))![1]!) as string[];
   expect(args[0]).toBe('node');
-  const child = spawn(process.execPath, args.slice(1), { env: { IMDS_PROXY_LISTEN: listen }, stdio: 'ignore' });
+  const local = args.slice(1).map((a) => a.replace(/^\/app\//, ROOT));
+  const child = spawn(process.execPath, local, { env: { IMDS_PROXY_LISTEN: listen }, stdio: 'ignore' });
   return new Promise((resolve) => child.on('exit', (code) => resolve(code)));
 }
 
@@ -99,10 +102,10 @@ describe('deploy/docker/Dockerfile', () => {
     expect(all(runtime, 'CMD')).toEqual(['["serve"]']);
   });
 
-  it('has a HEALTHCHECK on /healthz, with a timeout', () => {
+  it('has a HEALTHCHECK that runs `status` (the configuration serve reads), with a timeout', () => {
     const checks = all(runtime, 'HEALTHCHECK');
     expect(checks).toHaveLength(1);
-    expect(checks[0]).toContain('/healthz');
+    expect(checks[0]).toContain('["node", "/app/dist/cli.js", "status"]');
     expect(checks[0]).toMatch(/--timeout=\d+s/);
     expect(checks[0]).toMatch(/CMD \[/);
   });
@@ -155,21 +158,40 @@ describe('deploy/docker/Dockerfile', () => {
   });
 
   describe('its HEALTHCHECK command, run for real', () => {
-    let proxy: RunningProxy;
+    let simulator: RunningSimulator;
+    let ready: RunningProxy;
+    let cold: RunningProxy;
     beforeAll(async () => {
-      proxy = await startProxy(
-        { ...defaultProxyConfig(), listen: { host: '127.0.0.1', port: 0 }, upstream: 'http://127.0.0.1:9', upstreamAttempts: 1 },
-        { logger: silentLogger },
-      );
+      simulator = await startSimulator({ port: 0 });
+      const loopback = { ...defaultProxyConfig(), listen: { host: '127.0.0.1', port: 0 }, upstreamAttempts: 1 };
+      ready = await startProxy({ ...loopback, upstream: simulator.url }, { logger: silentLogger });
+      // Nothing listens on port 9: this proxy answers, but never has credentials to serve.
+      cold = await startProxy({ ...loopback, upstream: 'http://127.0.0.1:9' }, { logger: silentLogger });
+      await waitUntil(() => ready.isReady());
     });
-    afterAll(() => proxy.close());
-
-    it('passes against a live proxy (ready or not: it is a liveness check)', async () => {
-      expect(await runHealthcheck(new URL(proxy.url).host)).toBe(0);
+    afterAll(async () => {
+      await Promise.all([ready.close(), cold.close()]);
+      await simulator.close();
     });
 
-    it('fails when nothing listens', async () => {
-      expect(await runHealthcheck('127.0.0.1:9')).toBe(1);
+    it('is healthy against a proxy that holds credentials', async () => {
+      expect(await runHealthcheck(new URL(ready.url).host)).toBe(0);
+    });
+
+    it('is unhealthy against a proxy that answers but has no credentials to serve', async () => {
+      expect(await runHealthcheck(new URL(cold.url).host)).toBe(1);
+    });
+
+    it('is unhealthy when nothing listens', async () => {
+      expect(await runHealthcheck('127.0.0.1:9')).not.toBe(0);
     });
   });
 });
+
+async function waitUntil(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
