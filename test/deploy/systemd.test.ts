@@ -200,10 +200,12 @@ describe('deploy/systemd/imds-cache-proxy.service', () => {
     expect(result.status).toBe(0);
   });
 
-  it('the optional redirect unit installs with the proxy\'s user, and removes the rules when the proxy stops', () => {
+  it('the optional redirect unit installs with the proxy\'s user, lives with the listening socket (a proxy restart keeps the rules), and removes them when the socket stops', () => {
     const redirect = parseUnit(readFileSync(join(DIR, 'imds-cache-proxy-redirect.service'), 'utf8'));
-    expect(redirect.Unit?.Requires).toEqual(['imds-cache-proxy.service']);
-    expect(redirect.Unit?.After).toEqual(['imds-cache-proxy.service']);
+    // Requires= propagates a restart: on the service, every proxy restart would drop the rules.
+    expect(redirect.Unit?.Requires).toEqual(['imds-cache-proxy.socket']);
+    expect(redirect.Unit?.Wants).toEqual(['imds-cache-proxy.service']);
+    expect(redirect.Unit?.After).toEqual(['imds-cache-proxy.socket imds-cache-proxy.service']);
     expect(redirect.Service?.Type).toEqual(['oneshot']);
     expect(redirect.Service?.RemainAfterExit).toEqual(['yes']);
     const script = '/usr/local/lib/node_modules/imds-cache-proxy/deploy/host/imds-redirect.sh';
