@@ -33,4 +33,27 @@ describe('an empty listing on a cold cache', () => {
     expect(later.kind === 'found' && later.roles).toEqual(['app-role']);
     expect((await cache.credentials('app-role')).kind).toBe('found');
   });
+
+  it('after the role was dropped on empty listings, the next role IMDS lists is served within seconds', async () => {
+    const clock = new ManualClock();
+    const source = new FakeSource(makeCredentials(clock.now() + 6 * 3600_000));
+    const cache = new CredentialCache({ source, clock, settings: S, metrics: new RecordingMetrics(), logger: silentLogger, random: () => 0.5 });
+    await cache.refreshIfDue();
+    // An association being replaced: the listing is empty long enough for the role to go.
+    source.roles = [];
+    clock.advance(S.maxAgeMs);
+    for (let i = 0; i < 200 && cache.snapshot().entries.size > 0; i++) {
+      clock.advance(Math.max(1, cache.refreshDueInMs));
+      await cache.refreshIfDue();
+    }
+    expect(cache.snapshot().entries.size).toBe(0);
+    // The new association's role appears.
+    source.roles = ['new-role'];
+    for (let second = 0; second < 30; second++) {
+      clock.advance(1_000);
+      await cache.refreshIfDue();
+    }
+    expect((await cache.credentials('new-role')).kind).toBe('found');
+  });
 });
+
