@@ -39,4 +39,28 @@ describe('a failed renewal of the upstream session token', () => {
     const answer = await client.get('/latest/meta-data/instance-id', 'metadata').catch((e: unknown) => e);
     expect(answer instanceof UpstreamError ? `failed: ${answer.kind}` : (answer as UpstreamResponse).status).toBe(200);
   });
+
+  it('in IMDSv1 mode, a failed re-check of IMDSv2 keeps the tokenless requests that work', async () => {
+    const clock = new ManualClock();
+    let putTimesOut = false;
+    const request = async (o: HttpRequestOptions): Promise<UpstreamResponse> => {
+      if (o.method === 'PUT') {
+        if (putTimesOut) throw new UpstreamError('timeout', 'scripted: token PUT timed out');
+        return { status: 403, body: '', contentType: 'text/html', tokenTtl: undefined };
+      }
+      return { status: 200, body: 'i-0123456789abcdef0', contentType: 'text/plain', tokenTtl: undefined };
+    };
+    const client = new ImdsClient({
+      baseUrl: 'http://127.0.0.1:9', timeoutMs: 1000, maxAttempts: 1, retryBaseMs: 1, retryMaxMs: 1,
+      clock, metrics: noopMetrics, logger: silentLogger, request, sleep: async () => undefined,
+    });
+    expect((await client.get('/latest/meta-data/instance-id', 'metadata')).status).toBe(200);
+    expect(client.session.mode).toBe('v1');
+    // The 10-minute re-check of IMDSv2 comes during a throttling blip.
+    clock.advance(11 * 60_000);
+    putTimesOut = true;
+    const answer = await client.get('/latest/meta-data/instance-id', 'metadata').catch((e: unknown) => e);
+    expect(answer instanceof UpstreamError ? `failed: ${answer.kind}` : (answer as UpstreamResponse).status).toBe(200);
+  });
 });
+
