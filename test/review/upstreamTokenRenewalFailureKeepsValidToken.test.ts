@@ -24,7 +24,7 @@ describe('a failed renewal of the upstream session token', () => {
         if (putFails) throw new UpstreamError('timeout', 'scripted: token PUT timed out');
         return { status: 200, body: 'session-1', contentType: 'text/plain', tokenTtl: '21600' };
       }
-      if (o.headers['x-aws-ec2-metadata-token'] !== 'session-1') return { status: 401, body: '', contentType: 'text/plain', tokenTtl: undefined };
+      if (o.headers?.['x-aws-ec2-metadata-token'] !== 'session-1') return { status: 401, body: '', contentType: 'text/plain', tokenTtl: undefined };
       return { status: 200, body: 'i-0123456789abcdef0', contentType: 'text/plain', tokenTtl: undefined };
     };
     const client = new ImdsClient({
