@@ -23,7 +23,7 @@ export type WarmStartReadResult = { entries: WarmStartEntry[] } | { ignored: str
 export interface WarmStartReadOptions {
   /** Epoch ms. */
   now: number;
-  /** Credentials must outlive `now` by more than this (the lead passes `refreshBeforeMs`). */
+  /** Credentials must outlive `now` by more than this (the proxy passes the expiry margin: servable is enough). */
   minValidityMs: number;
   /** The owner the file must have; defaults to `process.getuid()`. */
   uid?: number;
@@ -133,7 +133,7 @@ function parseEntry(raw: unknown, opts: { now: number; minValidityMs: number }):
   if (left <= opts.minValidityMs) {
     return left <= 0
       ? 'credentials expired'
-      : `credentials expire in ${Math.floor(left / 1000)}s, inside the refresh window (${Math.floor(opts.minValidityMs / 1000)}s)`;
+      : `credentials expire in ${Math.floor(left / 1000)}s, inside the expiry margin (${Math.floor(opts.minValidityMs / 1000)}s)`;
   }
   const credentials: RoleCredentials = {
     accessKeyId: c.accessKeyId as string,

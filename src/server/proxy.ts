@@ -233,7 +233,9 @@ async function warmStartFrom(
 ): Promise<void> {
   // Writers killed mid-write leave temp files behind; they hold secrets, so they go.
   await removeStaleTempFiles(path);
-  const read = await readWarmStartFile(path, { now: clock.now(), minValidityMs: config.refreshBeforeSeconds * 1000 });
+  // Anything still servable is seeded, even inside the refresh window: after a restart during
+  // an IMDS outage those credentials are all there is; seed() schedules the refresh behind them.
+  const read = await readWarmStartFile(path, { now: clock.now(), minValidityMs: config.expiryMarginSeconds * 1000 });
   if ('ignored' in read) {
     const level = read.ignored === 'no file' ? 'info' : 'warn';
     logger[level]({ event: 'warm_start_ignored', path, reason: read.ignored }, 'warm-start file not used; starting cold');
