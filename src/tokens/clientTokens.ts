@@ -1,5 +1,6 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Clock } from '../runtime/clock.js';
+import { MAX_TOKEN_TTL_SECONDS } from '../imds/protocol.js';
 
 /**
  * Session tokens the proxy hands to its own clients, minted and checked locally so that a
@@ -32,6 +33,11 @@ export type TokenVerdict = 'valid' | 'invalid' | 'expired';
  * emptied when full: losing it costs only a recomputation, never a valid token.
  */
 const VERIFIED_CACHE_ENTRIES = 4096;
+/**
+ * No token we mint expires later than the longest TTL from now; one that claims to was minted
+ * with a leaked key (a forever-token) and is refused. The slack absorbs a wall-clock step back.
+ */
+const LONGEST_TOKEN_LIFE_MS = (MAX_TOKEN_TTL_SECONDS + 5 * 60) * 1000;
 const NONCE_BATCH = 256;
 
 export class ClientTokenAuthority {
@@ -89,6 +95,7 @@ export class ClientTokenAuthority {
     const expected = this.mac(raw.subarray(0, PAYLOAD_BYTES));
     if (!timingSafeEqual(expected, raw.subarray(PAYLOAD_BYTES))) return 'invalid';
     const expiresAt = Number(raw.readBigUInt64BE(1));
+    if (expiresAt > this.clock.now() + LONGEST_TOKEN_LIFE_MS) return 'invalid';
     this.remember(token, expiresAt);
     return this.clock.now() < expiresAt ? 'valid' : 'expired';
   }

@@ -11,11 +11,6 @@ import { TOKEN_KEY_BYTES } from './clientTokens.js';
 
 export const TOKEN_KEY_FORMAT = 'imds-cache-proxy/token-key';
 const TOKEN_KEY_VERSION = 1;
-/**
- * A start reuses a key made at most this long ago, else makes a new one (long-lived clients
- * then pay one 401, as on every restart without a key file). A running process keeps its key.
- */
-export const TOKEN_KEY_LIFETIME_MS = 24 * 3600_000;
 /** A key stamped later than this ahead of now was not made by a clock we trust. */
 const FUTURE_SLACK_MS = 5 * 60_000;
 const MAX_BYTES = 1024;
@@ -52,7 +47,7 @@ export async function readTokenKeyFile(
   const createdAt = doc.createdAt;
   if (typeof createdAt !== 'number' || !Number.isSafeInteger(createdAt) || createdAt <= 0) return { ignored: 'createdAt missing or not a time' };
   if (createdAt > opts.now + FUTURE_SLACK_MS) return { ignored: 'created in the future' };
-  if (opts.now - createdAt >= TOKEN_KEY_LIFETIME_MS) return { ignored: `older than ${TOKEN_KEY_LIFETIME_MS / 3600_000} h` };
+  // No age limit: retiring a key at start 401s every outstanding token (docs/warm-start.md).
   return { key, createdAt };
 }
 

@@ -1,6 +1,7 @@
+import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/runtime/clock.js';
-import { ClientTokenAuthority } from '../../src/tokens/clientTokens.js';
+import { ClientTokenAuthority, TOKEN_KEY_BYTES } from '../../src/tokens/clientTokens.js';
 
 describe('ClientTokenAuthority', () => {
   it('accepts its own token until the TTL runs out, then calls it expired', () => {
@@ -12,6 +13,19 @@ describe('ClientTokenAuthority', () => {
     expect(tokens.verify(token)).toBe('valid');
     clock.advance(1);
     expect(tokens.verify(token)).toBe('expired');
+  });
+
+  it('refuses a genuine-looking token that expires later than the longest TTL allows (a leaked key minting forever-tokens)', () => {
+    const key = randomBytes(TOKEN_KEY_BYTES);
+    const clock = new ManualClock();
+    const verifier = new ClientTokenAuthority(clock, key);
+    // Same key, a clock 10 min ahead: what a holder of the key minting long tokens looks like.
+    const ahead = new ManualClock(clock.now() + 10 * 60_000);
+    expect(verifier.verify(new ClientTokenAuthority(ahead, key).mint(21600))).toBe('invalid');
+    expect(verifier.verify(new ClientTokenAuthority(new ManualClock(clock.now() + 365 * 86_400_000), key).mint(60))).toBe('invalid');
+    // A wall clock a minute off between minting and checking is slack, not forgery.
+    const skewed = new ClientTokenAuthority(new ManualClock(clock.now() + 60_000), key).mint(21600);
+    expect(verifier.verify(skewed)).toBe('valid');
   });
 
   it('mints a different token every time', () => {

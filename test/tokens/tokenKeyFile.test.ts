@@ -8,7 +8,6 @@ import {
   formatTokenKeyDocument,
   loadTokenKey,
   readTokenKeyFile,
-  TOKEN_KEY_LIFETIME_MS,
   tokenKeyPathFor,
 } from '../../src/tokens/tokenKeyFile.js';
 
@@ -67,18 +66,18 @@ describe('token key file', () => {
     expect(leaks([...first.lines, ...second.lines], [key])).toBe(false);
   });
 
-  it('is replaced once older than its lifetime; never reused from the future', async () => {
+  it('is never retired for age alone (tokens outstanding at a restart stay valid); never reused from the future', async () => {
     const path = await keyPath();
     const clock = new ManualClock();
     const key = await loadTokenKey(path, clock, recordingLogger().logger);
-    clock.advance(TOKEN_KEY_LIFETIME_MS - 1000);
-    expect((await loadTokenKey(path, clock, recordingLogger().logger)).equals(key)).toBe(true);
-    clock.advance(1000);
+    const token = new ClientTokenAuthority(clock, key);
+    clock.advance(30 * 86_400_000);
+    const minted = token.mint(21600);
     const log = recordingLogger();
-    const rotated = await loadTokenKey(path, clock, log.logger);
-    expect(rotated.equals(key)).toBe(false);
-    expect(log.lines.map((l) => [l.level, l.event])).toEqual([['warn', 'token_key_replaced']]);
-    expect(log.lines[0]!.text).toMatch(/older than 24 h/);
+    const again = await loadTokenKey(path, clock, log.logger);
+    expect(again.equals(key)).toBe(true);
+    expect(log.lines.map((l) => [l.level, l.event])).toEqual([['info', 'token_key_loaded']]);
+    expect(new ClientTokenAuthority(clock, again).verify(minted)).toBe('valid');
 
     await writeFile(path, formatTokenKeyDocument(key, clock.now() + 3600_000), { mode: 0o600 });
     expect(await readTokenKeyFile(path, { now: clock.now() })).toEqual({ ignored: 'created in the future' });

@@ -10,7 +10,7 @@ import { formatTokenKeyDocument, tokenKeyPathFor } from '../../src/tokens/tokenK
 import { runCli, type CliRun } from '../support/cliProcess.js';
 
 /**
- * Review finding: the token key is reused at start only if it was created less than 24 h ago,
+ * The token key used to be reused at start only if it was created less than 24 h ago,
  * and a running process never re-stamps it. A proxy that has been up for more than a day (the
  * usual case when an upgrade restarts it) therefore starts with a new key, and every token the
  * old process handed out, still valid for up to 6 h, is a 401 on the new one: exactly the cost
