@@ -121,9 +121,12 @@ export class ImdsClient {
       record('http_error', status);
       throw new UpstreamError('http_error', `${route}: upstream answered ${status}`, status);
     }
-    if (status === 401 && retryOn401) {
+    if (status === 401) {
       record('http_error', 401);
-      return 'token rejected';
+      if (retryOn401) return 'token rejected';
+      // IMDS rejected a token fetched a moment ago: the proxy's trouble, never the client's.
+      // Relayed as 401, an SDK would take it as "your token is bad" and loop on new ones.
+      throw new UpstreamError('http_error', `${route}: upstream rejected a fresh session token (401)`, 401);
     }
     if (judge !== undefined) {
       try {

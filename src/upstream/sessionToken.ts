@@ -2,6 +2,7 @@ import type { Clock } from '../runtime/clock.js';
 import type { Logger } from '../runtime/log.js';
 import type { MetricsRecorder, UpstreamOutcome } from '../metrics/recorder.js';
 import { MAX_TOKEN_TTL_SECONDS, TOKEN_HEADER, TOKEN_PATH, TOKEN_TTL_HEADER } from '../imds/protocol.js';
+import { backoffDelayMs } from './backoff.js';
 import { UpstreamError } from './errors.js';
 import { recordUpstreamExchange } from './exchangeRecord.js';
 import { httpRequest, type UpstreamResponse, type UpstreamTransport } from './httpRequest.js';
@@ -12,11 +13,16 @@ const V1_ONLY_STATUSES = new Set([403, 404, 405]);
 const V1_RECHECK_MS = 10 * 60_000;
 /** Renew when this fraction of the token's life is left, well before an SDK-visible 401. */
 const RENEW_FRACTION = 0.1;
+/** After a failed renewal or re-check, the next try waits 1 s, 2 s, ... up to a minute. */
+const RETRY_BASE_MS = 1000;
+const RETRY_MAX_MS = 60_000;
+/** A token this close to its expiry is not sent: it could expire on the way. */
+const EXPIRY_SLACK_MS = 10_000;
 
-/** `renewAt` and `recheckAt` are on the monotonic clock: a wall-clock step moves neither. */
+/** Times are on the monotonic clock: a wall-clock step moves none of them. */
 type SessionState =
   | { mode: 'none' }
-  | { mode: 'v2'; token: string; renewAt: number }
+  | { mode: 'v2'; token: string; renewAt: number; usableUntil: number }
   | { mode: 'v1'; recheckAt: number };
 
 export interface UpstreamSessionOptions {
@@ -42,6 +48,8 @@ export class UpstreamSession {
   private pending: Promise<Record<string, string>> | undefined;
   private readonly ttlSeconds: number;
   private readonly request: UpstreamTransport;
+  /** Renewals or re-checks failed in a row while the session in hand still worked. */
+  private failedRenewals = 0;
 
   constructor(private readonly options: UpstreamSessionOptions) {
     this.ttlSeconds = options.ttlSeconds ?? MAX_TOKEN_TTL_SECONDS;
@@ -56,12 +64,40 @@ export class UpstreamSession {
   headers(): Promise<Record<string, string>> {
     const now = this.options.clock.monotonic();
     const s = this.state;
-    if (s.mode === 'v2' && now < s.renewAt) return Promise.resolve({ [TOKEN_HEADER]: s.token });
+    if (s.mode === 'v2' && now < Math.min(s.renewAt, s.usableUntil)) return Promise.resolve({ [TOKEN_HEADER]: s.token });
     if (s.mode === 'v1' && now < s.recheckAt) return Promise.resolve({});
-    this.pending ??= this.fetchToken().finally(() => {
+    this.pending ??= this.renew().finally(() => {
       this.pending = undefined;
     });
     return this.pending;
+  }
+
+  /**
+   * A token PUT. If it fails while the session in hand still works (a v2 token not yet
+   * expired, or tokenless v1 mode), the request goes on with that session and the PUT is
+   * tried again after a backoff: a throttling blip must not fail GETs IMDS would answer.
+   */
+  private async renew(): Promise<Record<string, string>> {
+    const before = this.state;
+    try {
+      const headers = await this.fetchToken();
+      this.failedRenewals = 0;
+      return headers;
+    } catch (error) {
+      const now = this.options.clock.monotonic();
+      // `this.state !== before`: a 401 invalidated the session meanwhile.
+      if (this.options.signal?.aborted || this.state !== before) throw error;
+      const retryAt = now + backoffDelayMs(++this.failedRenewals, RETRY_BASE_MS, RETRY_MAX_MS);
+      if (before.mode === 'v2' && now < before.usableUntil) {
+        this.state = { ...before, renewAt: Math.min(retryAt, before.usableUntil) };
+        return { [TOKEN_HEADER]: before.token };
+      }
+      if (before.mode === 'v1') {
+        this.state = { mode: 'v1', recheckAt: retryAt };
+        return {};
+      }
+      throw error;
+    }
   }
 
   /** Called when upstream answered 401 to `headers`: that token, or going without one, is no good any more. */
@@ -97,7 +133,8 @@ export class UpstreamSession {
       const ttl = Number(response.tokenTtl ?? this.ttlSeconds);
       const lifeMs = (Number.isFinite(ttl) && ttl > 0 ? ttl : this.ttlSeconds) * 1000;
       const wasV1 = this.state.mode === 'v1';
-      this.state = { mode: 'v2', token: response.body, renewAt: clock.monotonic() + lifeMs * (1 - RENEW_FRACTION) };
+      const now = clock.monotonic();
+      this.state = { mode: 'v2', token: response.body, renewAt: now + lifeMs * (1 - RENEW_FRACTION), usableUntil: now + lifeMs - Math.min(EXPIRY_SLACK_MS, lifeMs * RENEW_FRACTION) };
       metrics.upstreamTokenRefreshed('success');
       if (wasV1) logger.info({ event: 'upstream_imdsv2_available' }, 'upstream now serves IMDSv2 tokens');
       return { [TOKEN_HEADER]: response.body };

@@ -87,9 +87,10 @@ describe('upstream session token', () => {
     let gets = 0;
     nock(UPSTREAM).put('/latest/api/token').times(10).reply(() => [200, `tok-${++puts}`]);
     nock(UPSTREAM).get('/latest/meta-data/a').times(10).reply(() => [401, String(++gets)]);
-    const response = await c.get('/latest/meta-data/a', 'metadata');
-    expect(response.status).toBe(401);
-    // One fresh token and one more try per get(), then the 401 is the answer.
+    const failure = await c.get('/latest/meta-data/a', 'metadata').catch((e: unknown) => e);
+    // One fresh token and one more try per get(), then an upstream failure (never a 401 to relay).
+    expect(failure).toBeInstanceOf(UpstreamError);
+    expect([(failure as UpstreamError).kind, (failure as UpstreamError).status, (failure as UpstreamError).retryable]).toEqual(['http_error', 401, false]);
     expect([puts, gets]).toEqual([2, 2]);
     nock.cleanAll();
   });

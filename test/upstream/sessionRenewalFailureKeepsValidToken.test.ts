@@ -7,7 +7,7 @@ import type { HttpRequestOptions, UpstreamResponse } from '../../src/upstream/ht
 import { ImdsClient } from '../../src/upstream/imdsClient.js';
 
 /**
- * Review finding: the proxy renews its upstream session token when 10% of its life is left (36
+ * The proxy renews its upstream session token when 10% of its life is left (36
  * minutes of a 6 h token), but if that renewal PUT fails (a throttling blip: timeout or 429),
  * the GET it was for fails too, although the token in hand is valid for half an hour more and
  * IMDS would have answered it. Every request fails this way until a renewal succeeds. A failed
@@ -38,6 +38,17 @@ describe('a failed renewal of the upstream session token', () => {
     putFails = true;
     const answer = await client.get('/latest/meta-data/instance-id', 'metadata').catch((e: unknown) => e);
     expect(answer instanceof UpstreamError ? `failed: ${answer.kind}` : (answer as UpstreamResponse).status).toBe(200);
+    // The renewal is retried after a backoff, not on every request.
+    seen.length = 0;
+    await client.get('/latest/meta-data/instance-id', 'metadata');
+    expect(seen).toEqual(['GET /latest/meta-data/instance-id']);
+    clock.advance(2 * 60_000);
+    await client.get('/latest/meta-data/instance-id', 'metadata');
+    expect(seen.slice(1)).toEqual(['PUT /latest/api/token', 'GET /latest/meta-data/instance-id']);
+    // Once the token has actually expired, nothing but a successful PUT will do.
+    clock.advance(3600_000);
+    const expired = await client.get('/latest/meta-data/instance-id', 'metadata').catch((e: unknown) => e);
+    expect(expired instanceof UpstreamError ? expired.kind : 'answered').toBe('timeout');
   });
 
   it('in IMDSv1 mode, a failed re-check of IMDSv2 keeps the tokenless requests that work', async () => {

@@ -5,7 +5,7 @@ import { startProxy, type RunningProxy } from '../../src/server/proxy.js';
 import { startSimulator, type RunningSimulator } from '../../src/simulator/simulator.js';
 
 /**
- * Review finding: when IMDS keeps rejecting the proxy's own upstream token (the fault matrix's
+ * When IMDS keeps rejecting the proxy's own upstream token (the fault matrix's
  * "upstream token 401 storm"), a forwarded metadata GET made with a perfectly valid client token
  * is answered 401. To an SDK a 401 means "your token is invalid": it fetches a new token from the
  * proxy, retries, and gets 401 again. The proxy's upstream trouble must read as upstream trouble:
@@ -35,6 +35,7 @@ describe('an upstream that rejects the proxy\'s token', () => {
       await res.arrayBuffer();
       expect(res.status, path).not.toBe(401);
       expect(res.status, path).toBe(503);
+      expect(Number(res.headers.get('retry-after')), path).toBeGreaterThan(0);
     }
   });
 });
