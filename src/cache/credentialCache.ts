@@ -86,6 +86,12 @@ export class CredentialCache {
   private seededSchedule = false;
   /** Empty listings in a row while servable credentials are held; see EMPTY_LISTINGS_TO_DROP. */
   private emptyListings: { count: number; firstAt: number } | undefined;
+  /**
+   * Empty listings in a row while nothing servable is held (a cold start before the instance
+   * profile is associated, or after a role was dropped): re-checked on the failure backoff,
+   * not at max-age, so a role IMDS starts listing is served within seconds.
+   */
+  private emptyListingsWithNothingServable = 0;
   private readonly random: () => number;
 
   constructor(private readonly options: CredentialCacheOptions) {
@@ -142,6 +148,9 @@ export class CredentialCache {
         this.options.metrics.cache('credentials', joined ? 'coalesced' : 'miss');
         await wait;
       }
+    } else if (this.emptyListingRecheckDue()) {
+      this.options.metrics.cache('credentials', this.inFlight !== undefined ? 'coalesced' : 'miss');
+      await this.waitForRefresh();
     } else {
       this.nudge();
     }
@@ -173,7 +182,7 @@ export class CredentialCache {
     if (cached !== undefined) {
       return { kind: 'found', entry: cached, result: this.cachedResult() };
     }
-    if (this.roles !== undefined && !this.roles.includes(role)) return { kind: 'not_found' };
+    if (this.roles !== undefined && !this.roles.includes(role) && !this.emptyListingRecheckDue()) return { kind: 'not_found' };
 
     const joined = this.inFlight !== undefined;
     const wait = this.waitForRefresh();
@@ -229,6 +238,15 @@ export class CredentialCache {
     return this.inFlight;
   }
 
+  /**
+   * True when the listing was empty, nothing is servable, and its re-check is due or under
+   * way: a client's request then waits for the re-check instead of taking a 404 from it.
+   */
+  private emptyListingRecheckDue(): boolean {
+    if (this.roles?.length !== 0 || this.hasServableEntries()) return false;
+    return this.inFlight !== undefined || this.refreshDueInMs <= 0;
+  }
+
   /** Background refresh-ahead on the request path: one comparison when nothing is due. */
   private nudge(): void {
     if (this.inFlight === undefined && this.options.clock.monotonic() >= this.nextRefreshAt) this.startRefresh();
@@ -261,6 +279,13 @@ export class CredentialCache {
       this.emptyListings = undefined;
       this.setRoles(roles);
       let nextIn = settings.maxAgeMs;
+      if (roles.length === 0) {
+        // Nothing to serve: re-check on the failure backoff (seconds), not at max-age.
+        const now = clock.now();
+        nextIn = nextRefreshAfterFailure(++this.emptyListingsWithNothingServable, now, settings, this.random) - now;
+      } else {
+        this.emptyListingsWithNothingServable = 0;
+      }
       const usable = (c: RoleCredentials) => isServable(c, clock.now(), settings);
       for (const role of roles) {
         currentRole = role;

@@ -6,7 +6,7 @@ import { runCli, type CliRun } from '../support/cliProcess.js';
 import { makeCredentials } from '../support/credentials.js';
 
 /**
- * Review finding, against the built CLI: an IMDS that answers the role listing 404 once, just
+ * Against the built CLI: an IMDS that answers the role listing 404 once, just
  * as the proxy starts cold (a glitch, or a profile attached seconds after boot), then is
  * healthy. IMDS itself lists the role on the next request; through the proxy every client gets
  * 404 ("no instance profile") until the max-age cycle, 300 s later.

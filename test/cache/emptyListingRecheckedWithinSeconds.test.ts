@@ -8,7 +8,7 @@ import { FakeSource } from '../support/fakeSource.js';
 import { RecordingMetrics } from '../support/recordingMetrics.js';
 
 /**
- * Review finding: a cold start that reads an empty listing (an instance whose profile is not yet
+ * A cold start that reads an empty listing (an instance whose profile is not yet
  * attached at boot, or associated later with associate-iam-instance-profile) treats "no roles" as
  * a successful refresh and re-asks only at max-age (300 s). IMDS lists the role as soon as it is
  * associated; through the proxy every SDK process gets 404 ("no instance profile") for ~5 minutes.
