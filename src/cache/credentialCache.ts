@@ -280,7 +280,8 @@ export class CredentialCache {
       this.setRoles(roles);
       let nextIn = settings.maxAgeMs;
       if (roles.length === 0) {
-        // Nothing to serve: re-check on the failure backoff (seconds), not at max-age.
+        // Nothing to serve: re-check on the failure backoff (seconds), not at max-age. Failures
+        // back off by failures plus these, so alternating the two never restarts the ramp.
         const now = clock.now();
         nextIn = nextRefreshAfterFailure(++this.emptyListingsWithNothingServable, now, settings, this.random) - now;
       } else {
@@ -331,7 +332,7 @@ export class CredentialCache {
     const { clock, settings, logger } = this.options;
     this.consecutiveFailures++;
     this.nextRefreshAt = this.monotonicIn(
-      nextRefreshAfterFailure(this.consecutiveFailures, clock.now(), settings, this.random) - clock.now(),
+      nextRefreshAfterFailure(this.consecutiveFailures + this.emptyListingsWithNothingServable, clock.now(), settings, this.random) - clock.now(),
     );
     // A failed listing is a failed refresh of every role we serve; 'unknown' only before
     // any listing was ever read. Dashboards filter by role and must see it.

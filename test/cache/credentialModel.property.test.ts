@@ -29,13 +29,20 @@ const ATTEMPTS = 2;
 /**
  * Upstream requests per simulated hour, at most. Cycles: one per max-age (5 min) when
  * healthy, every rotation-retry (~60 s) inside the refresh window, and under failures the
- * backoff keeps attempts >= 30 s apart once at its 60 s cap, after a ramp of ~7 quick ones:
- * <= 3600/30 + 7 = 127 cycles. Each cycle: a listing and up to 2 roles, each get() at most
- * ATTEMPTS x (token PUT + GET) plus one token PUT + GET after a 401: <= 6 requests, so
- * <= 18 per cycle, and <= 127 x 18 = 2286 an hour. A refresh per client request, or a retry
- * loop, blows through it at once.
+ * backoff keeps attempts >= 30 s apart once at its 60 s cap, after a ramp of ~7 quick ones
+ * (empty listings with nothing to serve share the failures' ramp, so alternating the two never
+ * restarts it): <= 3600/30 + 7 = 127 cycles. Each cycle: a listing and up to 2 roles. A get()
+ * sends per attempt at most a token PUT and a GET, and once a fresh token for a 401; an attempt
+ * that PUT twice ends with a fresh token, so the other attempt sends its GET alone, and a
+ * second 401 ends the get(): <= 5 requests (PUT, GET 401, PUT, GET 5xx; GET), <= 15 per cycle,
+ * <= 127 x 15 = 1905 an hour. A refresh per client request, or a retry loop, blows through it.
  */
-const MAX_UPSTREAM_PER_HOUR = 2286;
+const MAX_UPSTREAM_PER_HOUR = 1905;
+/**
+ * Once IMDS is calm and lists a role, some role is served within this: the longest backoff
+ * (an empty listing while nothing is servable is re-checked on it), never max-age.
+ */
+const SERVED_WITHIN_MS = S.failureBackoffMaxMs + 1_000;
 /** After IMDS changes credentials, the newest are served within this (fault-free meanwhile). */
 const FRESHNESS_MS = Math.max(S.maxAgeMs * (1 + S.jitter), S.rotationRetryMs * (1 + 2 * S.jitter)) + S.failureBackoffMaxMs + 1_000;
 
@@ -129,14 +136,31 @@ function setup(seed: number, lifetimeMs: number): { model: Model; real: Real } {
 }
 
 /** What the background refresher does: wake at the due time (at most 60 s apart) and refresh. */
-async function letTimePass(r: Real, ms: number): Promise<void> {
+async function letTimePass(r: Real, ms: number, afterEachWake: () => void = () => {}): Promise<void> {
   let left = ms;
   while (left > 0) {
     const sleep = Math.min(left, Math.min(60_000, Math.max(50, r.cache.refreshDueInMs)));
     r.clock.advance(sleep);
     left -= sleep;
     await r.cache.refreshIfDue();
+    afterEachWake();
   }
+}
+
+/** Monotonic time since which IMDS has been calm: no queued fault answered, nothing changed. */
+function calmSinceOf(m: Model, r: Real): number {
+  let calmSince = m.calmSince;
+  for (const e of r.imds.exchanges) if (e.faulted) calmSince = Math.max(calmSince, e.at);
+  return calmSince;
+}
+
+/**
+ * Once IMDS is calm and lists a role, the proxy serves within the backoff bound (seconds), not
+ * at max-age: an empty listing or a failure while nothing was servable is re-checked soon.
+ */
+function checkServedWithinBound(m: Model, r: Real): void {
+  if (r.imds.roles.length === 0 || r.clock.monotonic() - calmSinceOf(m, r) < SERVED_WITHIN_MS) return;
+  expect(r.cache.isReady(), `serving within ${SERVED_WITHIN_MS} ms of IMDS listing ${r.imds.roles.join(',')}`).toBe(true);
 }
 
 const failedRefreshes = (r: Real) => [...r.metrics.counts].filter(([k]) => k.startsWith('refresh:') && k.endsWith(':failure')).reduce((n, [, v]) => n + v, 0);
@@ -165,8 +189,8 @@ function checkInvariants(m: Model, r: Real): void {
   // Calm: no queued fault answered, no role change, no empty listing, no wall step. Token
   // rules (IMDS restarts, IMDSv1-only, tokens now required) are not faults: the proxy must
   // get through them within the same request.
-  let calmSince = m.calmSince;
-  for (const e of r.imds.exchanges) if (e.faulted) calmSince = Math.max(calmSince, e.at);
+  const calmSince = calmSinceOf(m, r);
+  checkServedWithinBound(m, r);
   for (const role of r.imds.roles) {
     // Refreshes keep coming on schedule (monotonic max-age), whatever the wall clock did.
     if (mono - calmSince >= FRESHNESS_MS) {
@@ -228,7 +252,7 @@ class Advance implements Cmd {
   constructor(readonly ms: number) {}
   check = () => true;
   async run(m: Model, r: Real): Promise<void> {
-    await letTimePass(r, this.ms);
+    await letTimePass(r, this.ms, () => checkServedWithinBound(m, r));
     checkInvariants(m, r);
   }
   toString = () => `Advance(${this.ms} ms)`;
@@ -367,5 +391,19 @@ describe('credential state machine, known sequences', () => {
     new Advance(6 * 60_000),
   ]);
   run('a wall step back of an hour delays nothing (item 7)', [new ClientRequests(ROLE_A, 1, false), new StepWall(-HOUR), new Rotate(6 * HOUR), new Advance(HOUR)]);
+  run('a role listed just after a cold empty listing is served within seconds, not max-age', [
+    new ChangeRoles([]),
+    new ClientRequests(ROLE_A, 1, true),
+    new ChangeRoles([ROLE_A]),
+    new Advance(2 * 60_000),
+  ]);
+  run('a role listed after the old one was dropped on empty listings is served within seconds', [
+    new ClientRequests(ROLE_A, 1, false),
+    new ChangeRoles([]),
+    // The max-age refresh at 5 min reads the first empty listing; ~30 s later the role is dropped.
+    new Advance(6 * 60_000),
+    new ChangeRoles([ROLE_B]),
+    new Advance(2 * 60_000),
+  ]);
   run('a role with + = , @ refreshes (item 5)', [new ChangeRoles([ROLE_B]), new ClientRequests(ROLE_B, 2, true), new Advance(HOUR)]);
 });
