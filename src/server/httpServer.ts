@@ -42,9 +42,16 @@ interface DrainState {
   inherited: boolean;
   draining: boolean;
   keptAlive: Set<Socket>;
-  /** Called, while draining, once no connection is left that was promised keep-alive. */
+  /** Inherited servers only: every open connection, with when it was accepted (performance.now()). */
+  open: Map<Socket, number>;
+  /** Called, while draining, when a connection closes or stops being kept alive. */
   onNoneKeptAlive: (() => void) | undefined;
 }
+
+/** A connection accepted this recently is "fresh": its request and answer are moments away. */
+const FRESH_CONNECTION_MS = 100;
+/** An inherited socket stops accepting this long before the drain's deadline at the latest. */
+const STOP_ACCEPTING_BEFORE_DEADLINE_MS = 1_000;
 
 const drainStates = new WeakMap<Server, DrainState>();
 /** On a socket: whether its last answer left it open for another request. */
@@ -83,15 +90,37 @@ function forgetSocket(state: DrainState, socket: Socket): void {
   if (state.keptAlive.delete(socket) && state.keptAlive.size === 0) state.onNoneKeptAlive?.();
 }
 
+/**
+ * While an inherited server drains: whether the process would exit soon if it stopped
+ * accepting now, i.e. every open connection was answered `Connection: close` or is fresh.
+ * One kept alive, silent since it connected, or waiting long for its answer keeps the
+ * process alive anyway, so it may as well go on accepting.
+ */
+function onlyEndingConnectionsLeft(state: DrainState): boolean {
+  if (state.keptAlive.size > 0) return false;
+  const freshSince = performance.now() - FRESH_CONNECTION_MS;
+  for (const [socket, acceptedAt] of state.open) {
+    if ((socket as TrackedSocket)[KEPT_ALIVE] !== false && acceptedAt < freshSince) return false;
+  }
+  return true;
+}
+
 /** A node:http server running `listener` (the front door, or a bare hono app), listening on `address`. */
 export async function listen(listener: RequestListener, address: ListenAddress, options: HttpServerOptions = {}): Promise<Server> {
-  const state: DrainState = { inherited: options.inherited !== undefined, draining: false, keptAlive: new Set(), onNoneKeptAlive: undefined };
+  const state: DrainState = { inherited: options.inherited !== undefined, draining: false, keptAlive: new Set(), open: new Map(), onNoneKeptAlive: undefined };
   const server = createServer({ ...SERVER_LIMITS, ServerResponse: drainAwareResponse(state) }, listener);
   if (options.clientError !== undefined) server.on('clientError', options.clientError);
   drainStates.set(server, state);
   server.keepAliveTimeout = SERVER_LIMITS.keepAliveTimeout;
   if (options.maxConnections !== undefined) server.maxConnections = options.maxConnections;
   if (options.inherited !== undefined) {
+    server.on('connection', (socket: Socket) => {
+      state.open.set(socket, performance.now());
+      socket.once('close', () => {
+        state.open.delete(socket);
+        if (state.draining) state.onNoneKeptAlive?.();
+      });
+    });
     await listenInherited(server, options.inherited, address, options.listenOption ?? '--listen');
     return server;
   }
@@ -122,10 +151,11 @@ export function boundPort(server: Server): number {
  * - When to stop accepting depends on who owns the listening socket. A bound one stops at
  *   once: closing it later would reset the connections the kernel had queued on it by then,
  *   whereas from now on clients are refused at connect, cleanly. An inherited one (systemd
- *   holds it too) keeps accepting, each new connection told to close after one answer,
- *   until no connection promised keep-alive is left: closing this process's fd then leaves
- *   the socket and its queue to the next process, which systemd starts only once this one
- *   has exited, so connections are served here rather than queued for the whole drain.
+ *   holds it too) keeps accepting, each new connection told to close after one answer, for
+ *   as long as the process lives anyway: until every open connection was answered
+ *   `Connection: close` or accepted moments ago, or 1 s before `graceMs`. Closing this process's fd then
+ *   leaves the socket and its queue to the next process, which systemd starts only once this
+ *   one has exited, so connections are served here rather than queued for the whole drain.
  * - It resolves when the last connection has ended. Only what is still open at `graceMs`
  *   (a request stuck upstream, a client that connected and never sent) is cut.
  */
@@ -150,7 +180,13 @@ export function closeGracefully(server: Server, graceMs: number): Promise<void> 
     const state = drainStates.get(server);
     if (state === undefined) return stopAccepting();
     state.draining = true;
-    if (!state.inherited || state.keptAlive.size === 0) return stopAccepting();
-    state.onNoneKeptAlive = stopAccepting;
+    if (!state.inherited) return stopAccepting();
+    // Inherited: accept while this process lives anyway; stop once it is about to exit.
+    const stopIfExitNear = () => {
+      if (onlyEndingConnectionsLeft(state)) stopAccepting();
+    };
+    state.onNoneKeptAlive = stopIfExitNear;
+    setTimeout(stopAccepting, Math.max(0, graceMs - STOP_ACCEPTING_BEFORE_DEADLINE_MS)).unref();
+    stopIfExitNear();
   });
 }

@@ -7,7 +7,7 @@ import { startSimulator, type RunningSimulator } from '../../src/simulator/simul
 import { startSocketActivator, type SocketActivator } from '../support/socketActivator.js';
 
 /**
- * Review finding: with the listening socket inherited from systemd, the drain stops accepting as
+ * With the listening socket inherited from systemd, the drain stops accepting as
  * soon as no connection promised keep-alive is left, but the process then lives on until every
  * other connection has ended, up to the 4 s deadline. One connection that has not sent its
  * request yet (a slow client, a TCP health check) is enough: for those seconds new connections
