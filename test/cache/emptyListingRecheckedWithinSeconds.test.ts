@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { ManualClock } from '../../src/clock.js';
+import { ManualClock } from '../../src/runtime/clock.js';
 import { CredentialCache } from '../../src/cache/credentialCache.js';
 import { DEFAULT_REFRESH_SETTINGS as S } from '../../src/cache/refreshPolicy.js';
-import { silentLogger } from '../../src/log.js';
+import { silentLogger } from '../../src/runtime/log.js';
 import { makeCredentials } from '../support/credentials.js';
 import { FakeSource } from '../support/fakeSource.js';
 import { RecordingMetrics } from '../support/recordingMetrics.js';

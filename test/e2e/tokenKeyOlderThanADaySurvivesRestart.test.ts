@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { systemClock } from '../../src/clock.js';
+import { systemClock } from '../../src/runtime/clock.js';
 import { startSimulator, type RunningSimulator } from '../../src/simulator/simulator.js';
 import { ClientTokenAuthority, TOKEN_KEY_BYTES } from '../../src/tokens/clientTokens.js';
 import { formatTokenKeyDocument, tokenKeyPathFor } from '../../src/tokens/tokenKeyFile.js';

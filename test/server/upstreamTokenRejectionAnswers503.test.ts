@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defaultProxyConfig } from '../../src/config.js';
-import { silentLogger } from '../../src/log.js';
+import { defaultProxyConfig } from '../../src/config/proxyConfig.js';
+import { silentLogger } from '../../src/runtime/log.js';
 import { startProxy, type RunningProxy } from '../../src/server/proxy.js';
 import { startSimulator, type RunningSimulator } from '../../src/simulator/simulator.js';
 

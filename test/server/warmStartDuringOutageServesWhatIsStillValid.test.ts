@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatWarmStartDocument } from '../../src/cache/warmStartFile.js';
-import { defaultProxyConfig } from '../../src/config.js';
-import { silentLogger } from '../../src/log.js';
+import { defaultProxyConfig } from '../../src/config/proxyConfig.js';
+import { silentLogger } from '../../src/runtime/log.js';
 import { startProxy, type RunningProxy } from '../../src/server/proxy.js';
 import { makeCredentials } from '../support/credentials.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ManualClock } from '../../src/clock.js';
-import { silentLogger } from '../../src/log.js';
+import { ManualClock } from '../../src/runtime/clock.js';
+import { silentLogger } from '../../src/runtime/log.js';
 import { noopMetrics } from '../../src/metrics/recorder.js';
 import { UpstreamError } from '../../src/upstream/errors.js';
 import type { HttpRequestOptions, UpstreamResponse } from '../../src/upstream/httpRequest.js';
