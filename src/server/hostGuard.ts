@@ -17,11 +17,15 @@ export type HostVerdict = 'pass' | 'rebinding' | 'malformed';
  */
 export function createHostGuard(allowHosts: readonly string[]): (headers: IncomingHttpHeaders) => HostVerdict {
   const allowed = new Set(['localhost', ...allowHosts.map((h) => h.toLowerCase())]);
+  // Every client on a host sends the same Host (`127.0.0.1:8169`): judged once, not per request.
+  let lastPassed: string | undefined;
   return (headers) => {
     if (headers.origin !== undefined || headers['sec-fetch-site'] !== undefined) return 'rebinding';
     const host = headers.host;
-    if (host === undefined || host === '') return 'pass';
-    return judgeHost(host, allowed);
+    if (host === undefined || host === '' || host === lastPassed) return 'pass';
+    const verdict = judgeHost(host, allowed);
+    if (verdict === 'pass') lastPassed = host;
+    return verdict;
   };
 }
 

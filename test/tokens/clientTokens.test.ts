@@ -77,6 +77,6 @@ describe('ClientTokenAuthority verification memo', () => {
     expect(tokens.verify(first)).toBe('valid');
     clock.advance(10_000);
     expect(tokens.verify(first)).toBe('expired');
-    expect((tokens as unknown as { verified: Map<string, number> }).verified.size).toBeLessThanOrEqual(4096);
+    expect((tokens as unknown as { verified: Map<string, number> }).verified.size).toBeLessThanOrEqual(256);
   });
 });
