@@ -1,6 +1,7 @@
-// Type-only imports besides privateFile: the crash test transpiles the two modules alone and
+// Type-only imports besides privateFile and imds/protocol: the crash test transpiles these alone and
 // runs them in a child process.
 import type { RoleCredentials } from '../imds/credentials.js';
+import { isRoleName } from '../imds/protocol.js';
 import type { CachedCredentials } from './credentialCache.js';
 import { readPrivateFile, writePrivateFile } from './privateFile.js';
 
@@ -37,8 +38,6 @@ export const WARM_START_MAX_BYTES = 64 * 1024;
 const MAX_ENTRIES = 64;
 /** Credentials strings: printable ASCII without spaces (key ids, base64 secrets and tokens). */
 const PRINTABLE_ASCII = /^[\x21-\x7e]+$/;
-/** IAM role names: up to 64 of `[\w+=,.@-]`. */
-const ROLE_NAME = /^[\w+=,.@-]{1,64}$/;
 
 interface StoredCredentials {
   accessKeyId: string;
@@ -110,7 +109,7 @@ export function parseWarmStartDocument(
 /** An entry, or the reason it is not one. */
 function parseEntry(raw: unknown, opts: { now: number; minValidityMs: number }): WarmStartEntry | string {
   if (!isObject(raw)) return 'not an object';
-  if (typeof raw.role !== 'string' || !ROLE_NAME.test(raw.role)) return 'role missing or not a valid role name';
+  if (typeof raw.role !== 'string' || !isRoleName(raw.role)) return 'role missing or not a valid role name';
   if (!isTime(raw.fetchedAt)) return 'fetchedAt missing or not a time';
   const c = raw.credentials;
   if (!isObject(c)) return 'credentials missing or not an object';

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { firstLine, parseListen } from '../config/proxyConfig.js';
 import { isLoopbackHost } from '../server/sourceFilter.js';
 import { UsageError } from '../config/usageError.js';
+import { isRoleName } from '../imds/protocol.js';
 import type { Faults } from '../simulator/faults.js';
 import { startSimulator, type SimulatorOptions } from '../simulator/simulator.js';
 
@@ -109,7 +110,7 @@ export function parseSimulateArgs(argv: string[]): { options: SimulatorOptions; 
   const mode = values['throttle-mode'] ?? 'drop';
   if (mode !== 'drop' && mode !== '429') throw new UsageError(`--throttle-mode: expected drop|429, got "${mode}"`);
   for (const role of values.role ?? []) {
-    if (!/^[\w+=,.@-]{1,64}$/.test(role)) throw new UsageError(`--role: not an IAM role name: "${role}"`);
+    if (!isRoleName(role)) throw new UsageError(`--role: not an IAM role name: "${role}"`);
   }
 
   const lifetime = whole('credential-lifetime', values['credential-lifetime'], 360, 43_200);

@@ -21,6 +21,13 @@ export const TEXT_PLAIN = 'text/plain';
 
 export const TOKEN_ROUTE_ALLOW = 'OPTIONS, PUT';
 
+/** IAM role names: 1..64 characters of [\w+=,.@-], none of which needs escaping in a path. */
+const ROLE_NAME = /^[\w+=,.@-]{1,64}$/;
+
+export function isRoleName(name: string): boolean {
+  return ROLE_NAME.test(name);
+}
+
 /**
  * Parses the TTL header of a token PUT. IMDS accepts only a plain decimal integer in
  * 1..21600: `abc`, `1e3`, `1.5`, `+5`, ` 5` and the empty string are all 400s.

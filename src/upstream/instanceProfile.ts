@@ -1,14 +1,7 @@
-import { CREDENTIALS_PREFIX } from '../imds/protocol.js';
+import { CREDENTIALS_PREFIX, isRoleName } from '../imds/protocol.js';
 import { parseCredentialsDocument, type RoleCredentials } from '../imds/credentials.js';
 import { UpstreamError } from './errors.js';
 import type { ImdsClient } from './imdsClient.js';
-
-/** IAM role names: 1..64 characters of [\w+=,.@-]. Anything else in the listing is not a role. */
-const ROLE_NAME = /^[\w+=,.@-]{1,64}$/;
-
-export function isRoleName(name: string): boolean {
-  return ROLE_NAME.test(name);
-}
 
 /**
  * The role(s) of the instance profile. An instance with no profile answers 404: that is an
@@ -37,7 +30,7 @@ export async function fetchRoleNames(client: ImdsClient): Promise<string[]> {
  * not parse, and credentials `usable` refuses (already expired) are invalid responses: never
  * credentials, and counted as `invalid_response` upstream.
  * The role name goes into the path raw, as SDKs send it: IMDS matches the raw path, so
- * `%2B` for `+` would name no role. ROLE_NAME admits nothing that needs escaping in a path.
+ * `%2B` for `+` would name no role. isRoleName admits nothing that needs escaping in a path.
  */
 export async function fetchRoleCredentials(
   client: ImdsClient,

@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import { threadId } from 'node:worker_threads';
 import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -492,25 +492,26 @@ describe('WarmStartWriter', () => {
 
 describe('warm-start file: crash safety', () => {
   const FIXTURE = fileURLToPath(new URL('../fixtures/warmStartWriteLoop.mjs', import.meta.url));
-  const SOURCES = ['warmStartFile', 'privateFile'];
+  const SOURCES = ['cache/warmStartFile', 'cache/privateFile', 'imds/protocol'];
   const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
   /**
-   * The modules under test, transpiled into `dir` (their only runtime imports are each other,
-   * node: built-ins and packages, which resolve through a node_modules link).
+   * The modules under test, transpiled into `dir` as they sit under src/ (their only runtime
+   * imports are each other, node: built-ins and packages, which resolve through a node_modules link).
    */
   async function transpiled(dir: string): Promise<string> {
     for (const name of SOURCES) {
-      const out = ts.transpileModule(await readFile(join(REPO, 'src/cache', `${name}.ts`), 'utf8'), {
+      const out = ts.transpileModule(await readFile(join(REPO, 'src', `${name}.ts`), 'utf8'), {
         compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, verbatimModuleSyntax: true },
       });
-      const relative = [...out.outputText.matchAll(/^import .* from '(\.{1,2}\/[^']*)'/gm)].map((m) => m[1]);
-      expect(relative.every((r) => SOURCES.some((s) => r === `./${s}.js`))).toBe(true);
+      const relative = [...out.outputText.matchAll(/^import .* from '(\.{1,2}\/[^']*)'/gm)].map((m) => m[1]!);
+      expect(relative.every((r) => SOURCES.includes(posix.join(posix.dirname(name), r).replace(/\.js$/, '')))).toBe(true);
+      await mkdir(join(dir, posix.dirname(name)), { recursive: true });
       await writeFile(join(dir, `${name}.js`), out.outputText);
     }
     await writeFile(join(dir, 'package.json'), '{"type":"module"}');
     await symlink(join(REPO, 'node_modules'), join(dir, 'node_modules'));
-    return join(dir, 'warmStartFile.js');
+    return join(dir, 'cache/warmStartFile.js');
   }
 
   function runUntilKilled(modulePath: string, cachePath: string, inputPath: string, delayMs: number): Promise<string> {
