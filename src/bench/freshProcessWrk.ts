@@ -4,6 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { CREDENTIALS_PREFIX, TOKEN_PATH } from '../imds/protocol.js';
 import { spawnBareServer, spawnProxy, type ChildServer } from './processes.js';
 
 const run = promisify(execFile);
@@ -21,8 +22,7 @@ const run = promisify(execFile);
 export const WRK = ['/usr/bin/wrk', '/usr/local/bin/wrk'].find((p) => existsSync(p));
 export const WRK_MISSING = 'wrk not installed (apt-get install wrk); fresh-process rows skipped';
 
-const TOKEN_PATH = '/latest/api/token';
-const LIST_PATH = '/latest/meta-data/iam/security-credentials/';
+const LIST_PATH = `${CREDENTIALS_PREFIX}/`;
 
 /**
  * One connection per wrk thread, so a thread's Lua state is its connection's: PUT, then the

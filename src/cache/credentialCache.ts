@@ -3,6 +3,7 @@ import { accessKeyIdSuffix, describeCredentials, type Logger } from '../runtime/
 import type { CacheResult, MetricsRecorder } from '../metrics/recorder.js';
 import { formatCredentialsDocument, sameCredentials, type RoleCredentials } from '../imds/credentials.js';
 import { UpstreamError } from '../upstream/errors.js';
+import { SingleFlight } from './singleFlight.js';
 import {
   isServable,
   nextRefreshAfterFailure,
@@ -79,7 +80,8 @@ export class CredentialCache {
   private roles: readonly string[] | undefined;
   private roleListBody = '';
   private readonly entries = new Map<string, CachedCredentials>();
-  private inFlight: Promise<void> | undefined;
+  /** One refresh cycle at a time, under a single key. */
+  private readonly cycles = new SingleFlight<'cycle', void>();
   private consecutiveFailures = 0;
   /** On the monotonic clock: a wall-clock step neither delays nor hastens a refresh. */
   private nextRefreshAt = Number.NEGATIVE_INFINITY;
@@ -123,11 +125,11 @@ export class CredentialCache {
    * cycle in flight has ended.
    */
   refreshIfDue(): Promise<void> {
-    if (this.inFlight === undefined && this.consecutiveFailures === 0 && this.roles?.some((role) => this.peekServable(role) === undefined)) {
+    if (this.cycleInFlight === undefined && this.consecutiveFailures === 0 && this.roles?.some((role) => this.peekServable(role) === undefined)) {
       this.startRefresh();
     }
     this.nudge();
-    return this.inFlight ?? Promise.resolve();
+    return this.cycleInFlight ?? Promise.resolve();
   }
 
   private peekServable(role: string): CachedCredentials | undefined {
@@ -142,7 +144,7 @@ export class CredentialCache {
    */
   async roleList(): Promise<RoleListLookup> {
     if (this.roles === undefined) {
-      const joined = this.inFlight !== undefined;
+      const joined = this.cycleInFlight !== undefined;
       const wait = this.waitForRefresh();
       if (wait !== undefined) {
         this.options.metrics.cache('credentials', joined ? 'coalesced' : 'miss');
@@ -159,11 +161,11 @@ export class CredentialCache {
   }
 
   /**
-   * The role's credentials if they can be served now, without waiting for anything: the
-   * hit path. Counted as a hit (or stale) only when found; otherwise nothing is recorded and
-   * the caller goes through `credentials()`.
+   * Serves the role's credentials from the cache if they can be served now, without waiting:
+   * the hit path. When found, counts a hit (or stale) and nudges refresh-ahead; otherwise
+   * records nothing and the caller goes through `lookup()`.
    */
-  peek(role: string): CachedCredentials | undefined {
+  serveCached(role: string): CachedCredentials | undefined {
     const cached = this.peekServable(role);
     if (cached === undefined) return undefined;
     this.options.metrics.cache('credentials', this.cachedResult());
@@ -176,15 +178,16 @@ export class CredentialCache {
     return this.consecutiveFailures > 0 ? 'stale' : 'hit';
   }
 
-  async credentials(role: string): Promise<CredentialsLookup> {
+  /** The role's credentials, waiting for a refresh cycle when nothing servable is cached. */
+  async lookup(role: string): Promise<CredentialsLookup> {
     const { metrics } = this.options;
-    const cached = this.peek(role);
+    const cached = this.serveCached(role);
     if (cached !== undefined) {
       return { kind: 'found', entry: cached, result: this.cachedResult() };
     }
     if (this.roles !== undefined && !this.roles.includes(role) && !this.emptyListingRecheckDue()) return { kind: 'not_found' };
 
-    const joined = this.inFlight !== undefined;
+    const joined = this.cycleInFlight !== undefined;
     const wait = this.waitForRefresh();
     if (wait === undefined) return { kind: 'unavailable', retryAfterSeconds: this.retryAfterSeconds() };
     const result = joined ? 'coalesced' : 'miss';
@@ -232,10 +235,10 @@ export class CredentialCache {
    * caller answers 503 without touching upstream).
    */
   private waitForRefresh(): Promise<void> | undefined {
-    if (this.inFlight !== undefined) return this.inFlight;
+    const inFlight = this.cycleInFlight;
+    if (inFlight !== undefined) return inFlight;
     if (this.consecutiveFailures > 0 && this.refreshDueInMs > 0) return undefined;
-    this.startRefresh();
-    return this.inFlight;
+    return this.startRefresh();
   }
 
   /**
@@ -249,18 +252,20 @@ export class CredentialCache {
 
   /** Background refresh-ahead on the request path: one comparison when nothing is due. */
   private nudge(): void {
-    if (this.inFlight === undefined && this.options.clock.monotonic() >= this.nextRefreshAt) this.startRefresh();
+    if (this.cycleInFlight === undefined && this.options.clock.monotonic() >= this.nextRefreshAt) this.startRefresh();
   }
 
   private retryAfterSeconds(): number {
     return Math.max(1, Math.ceil(this.refreshDueInMs / 1000));
   }
 
-  private startRefresh(): void {
-    if (this.options.signal?.aborted) return;
-    this.inFlight = this.runRefresh().finally(() => {
-      this.inFlight = undefined;
-    });
+  private get cycleInFlight(): Promise<void> | undefined {
+    return this.cycles.current('cycle');
+  }
+
+  private startRefresh(): Promise<void> | undefined {
+    if (this.options.signal?.aborted) return undefined;
+    return this.cycles.run('cycle', () => this.runRefresh()).promise;
   }
 
   private async runRefresh(): Promise<void> {

@@ -14,6 +14,11 @@ export class SingleFlight<K, V> {
     return { promise, joined: false };
   }
 
+  /** The call running for `key`, if any. */
+  current(key: K): Promise<V> | undefined {
+    return this.inFlight.get(key);
+  }
+
   has(key: K): boolean {
     return this.inFlight.has(key);
   }

@@ -22,8 +22,8 @@ const NONCE_BYTES = 12;
 const MAC_BYTES = 32;
 const PAYLOAD_BYTES = 1 + EXPIRY_BYTES + NONCE_BYTES;
 const TOKEN_BYTES = PAYLOAD_BYTES + MAC_BYTES;
-/** base64url without padding of TOKEN_BYTES bytes. */
-const TOKEN_CHARS = Math.ceil((TOKEN_BYTES * 4) / 3);
+/** A token's length in characters: TOKEN_BYTES as base64url without padding. */
+const TOKEN_LENGTH = Math.ceil((TOKEN_BYTES * 4) / 3);
 
 export type TokenVerdict = 'valid' | 'invalid' | 'expired';
 
@@ -91,7 +91,7 @@ export class ClientTokenAuthority {
   verify(token: string): TokenVerdict {
     const known = this.verified.get(token);
     if (known !== undefined) return this.clock.now() < known ? 'valid' : 'expired';
-    if (token.length !== TOKEN_CHARS) return 'invalid';
+    if (token.length !== TOKEN_LENGTH) return 'invalid';
     const raw = Buffer.from(token, 'base64url');
     // Buffer.from silently skips characters outside the alphabet; re-encoding catches them.
     if (raw.length !== TOKEN_BYTES || raw.toString('base64url') !== token) return 'invalid';

@@ -22,7 +22,7 @@ describe('CredentialCache', () => {
   it('turns 1000 concurrent cold requests into one upstream fetch', async () => {
     const { source, cache, metrics } = setup();
     source.hold();
-    const lookups = Array.from({ length: 1000 }, () => cache.credentials('app-role'));
+    const lookups = Array.from({ length: 1000 }, () => cache.lookup('app-role'));
     source.release();
     const results = await Promise.all(lookups);
     expect(source.listCalls).toBe(1);
@@ -36,7 +36,7 @@ describe('CredentialCache', () => {
     const { clock, source, cache } = setup();
     await cache.refreshIfDue();
     expect(source.fetchCalls).toBe(1);
-    for (let i = 0; i < 100; i++) expect((await cache.credentials('app-role')).kind).toBe('found');
+    for (let i = 0; i < 100; i++) expect((await cache.lookup('app-role')).kind).toBe('found');
     expect(source.fetchCalls).toBe(1);
 
     clock.advance(S.maxAgeMs - 1);
@@ -52,7 +52,7 @@ describe('CredentialCache', () => {
     await cache.refreshIfDue();
     clock.advance(S.maxAgeMs);
     source.hold();
-    const lookup = await cache.credentials('app-role');
+    const lookup = await cache.lookup('app-role');
     expect(lookup.kind === 'found' && lookup.result).toBe('hit');
     expect(source.listCalls).toBe(2);
     source.release();
@@ -66,7 +66,7 @@ describe('CredentialCache', () => {
     source.credentials = rotated;
     clock.advance(S.maxAgeMs);
     await cache.refreshIfDue();
-    const lookup = await cache.credentials('app-role');
+    const lookup = await cache.lookup('app-role');
     expect(lookup.kind === 'found' && lookup.entry.credentials.accessKeyId).toBe(rotated.accessKeyId);
   });
 
@@ -74,7 +74,7 @@ describe('CredentialCache', () => {
     const { clock, source, cache } = setup(25 * MIN);
     await cache.refreshIfDue();
     expect(source.fetchCalls).toBe(1);
-    for (let i = 0; i < 50; i++) await cache.credentials('app-role');
+    for (let i = 0; i < 50; i++) await cache.lookup('app-role');
     expect(source.fetchCalls).toBe(1);
     clock.advance(S.rotationRetryMs - 1);
     await cache.refreshIfDue();
@@ -91,7 +91,7 @@ describe('CredentialCache', () => {
     clock.advance(S.maxAgeMs);
     await cache.refreshIfDue();
     expect(cache.failuresInARow).toBe(1);
-    const lookup = await cache.credentials('app-role');
+    const lookup = await cache.lookup('app-role');
     expect(lookup.kind === 'found' && lookup.result).toBe('stale');
     expect(metrics.count('cache:credentials:stale')).toBe(1);
 
@@ -119,16 +119,16 @@ describe('CredentialCache', () => {
     source.failWith('network_error');
     clock.advance(40 * MIN - S.safetyMarginMs - 1);
     await cache.refreshIfDue();
-    expect((await cache.credentials('app-role')).kind).toBe('found');
+    expect((await cache.lookup('app-role')).kind).toBe('found');
     clock.advance(1);
-    const lookup = await cache.credentials('app-role');
+    const lookup = await cache.lookup('app-role');
     expect(lookup.kind).toBe('unavailable');
   });
 
   it('refuses credentials that arrive already expired: they are a failure, not a cache entry', async () => {
     const { clock, source, cache } = setup();
     source.credentials = makeCredentials(clock.now() - MIN);
-    const lookup = await cache.credentials('app-role');
+    const lookup = await cache.lookup('app-role');
     expect(lookup.kind).toBe('unavailable');
     expect(cache.isReady()).toBe(false);
     expect(cache.failuresInARow).toBe(1);
@@ -137,23 +137,23 @@ describe('CredentialCache', () => {
   it('with nothing cached and upstream failing: 503-style answer, and no upstream call until the backoff ends', async () => {
     const { clock, source, cache } = setup();
     source.failWith('throttled', 429);
-    const first = await cache.credentials('app-role');
+    const first = await cache.lookup('app-role');
     expect(first.kind).toBe('unavailable');
     expect(first.kind === 'unavailable' && first.retryAfterSeconds).toBeGreaterThanOrEqual(1);
     const calls = source.listCalls;
-    for (let i = 0; i < 100; i++) expect((await cache.credentials('app-role')).kind).toBe('unavailable');
+    for (let i = 0; i < 100; i++) expect((await cache.lookup('app-role')).kind).toBe('unavailable');
     expect(source.listCalls).toBe(calls);
 
     source.failWith(undefined);
     clock.advance(S.failureBackoffBaseMs);
-    expect((await cache.credentials('app-role')).kind).toBe('found');
+    expect((await cache.lookup('app-role')).kind).toBe('found');
   });
 
   it('answers not_found for a role the instance profile does not have, without asking upstream', async () => {
     const { source, cache } = setup();
     await cache.refreshIfDue();
     const calls = source.fetchCalls;
-    expect((await cache.credentials('other-role')).kind).toBe('not_found');
+    expect((await cache.lookup('other-role')).kind).toBe('not_found');
     expect(source.fetchCalls).toBe(calls);
   });
 
@@ -164,8 +164,8 @@ describe('CredentialCache', () => {
     source.roles = ['new-role'];
     clock.advance(S.maxAgeMs);
     await cache.refreshIfDue();
-    expect((await cache.credentials('app-role')).kind).toBe('not_found');
-    expect((await cache.credentials('new-role')).kind).toBe('found');
+    expect((await cache.lookup('app-role')).kind).toBe('not_found');
+    expect((await cache.lookup('new-role')).kind).toBe('found');
   });
 
   it('is ready only while servable credentials are cached', async () => {

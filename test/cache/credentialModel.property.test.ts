@@ -230,7 +230,7 @@ class ClientRequests implements Cmd {
     const before = m.entries.get(this.role);
     const expectServed = servable(before, now);
     if (this.viaList) await r.cache.roleList();
-    const results = await Promise.all(Array.from({ length: this.count }, () => r.cache.credentials(this.role)));
+    const results = await Promise.all(Array.from({ length: this.count }, () => r.cache.lookup(this.role)));
     const after = m.entries.get(this.role);
     for (const result of results) {
       if (expectServed) expect(result.kind, `served ${this.role} while servable credentials are held`).toBe('found');

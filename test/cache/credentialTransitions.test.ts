@@ -29,7 +29,7 @@ describe('one empty role listing (item 1)', () => {
     source.roles = [];
     clock.advance(S.maxAgeMs);
     await cache.refreshIfDue();
-    const lookup = await cache.credentials('app-role');
+    const lookup = await cache.lookup('app-role');
     expect(lookup.kind).toBe('found');
     expect(cache.isReady()).toBe(true);
     const list = await cache.roleList();
@@ -57,7 +57,7 @@ describe('one empty role listing (item 1)', () => {
     for (;;) {
       await cache.refreshIfDue();
       if (cache.snapshot().entries.size === 0 || clock.monotonic() - started > 10 * 60_000) break;
-      expect((await cache.credentials('app-role')).kind).toBe('found');
+      expect((await cache.lookup('app-role')).kind).toBe('found');
       clock.advance(Math.max(1, cache.refreshDueInMs));
     }
     const listingsAtDrop = source.listCalls - listingsBefore;
@@ -65,7 +65,7 @@ describe('one empty role listing (item 1)', () => {
     expect(listingsAtDrop).toBeGreaterThanOrEqual(EMPTY_LISTINGS_TO_DROP);
     expect(clock.monotonic() - started).toBeGreaterThanOrEqual(EMPTY_LISTING_SPAN_MS);
     expect(clock.monotonic() - started).toBeLessThan(2 * 60_000);
-    expect((await cache.credentials('app-role')).kind).toBe('not_found');
+    expect((await cache.lookup('app-role')).kind).toBe('not_found');
     expect(cache.isReady()).toBe(false);
     expect(lines.some((l) => l.event === 'role_removed')).toBe(true);
   });
@@ -76,8 +76,8 @@ describe('one empty role listing (item 1)', () => {
     source.roles = ['other-role'];
     clock.advance(S.maxAgeMs);
     await cache.refreshIfDue();
-    expect((await cache.credentials('app-role')).kind).toBe('not_found');
-    expect((await cache.credentials('other-role')).kind).toBe('found');
+    expect((await cache.lookup('app-role')).kind).toBe('not_found');
+    expect((await cache.lookup('other-role')).kind).toBe('found');
   });
 
   it('an empty listing with nothing servable is taken at once: no profile, 404 to the listing', async () => {
@@ -151,7 +151,7 @@ describe('smaller transitions (item 8)', () => {
   it('a document without LastUpdated is served with the time it was fetched, never a future time', async () => {
     const { clock, source, cache } = setup();
     source.credentials = { ...makeCredentials(clock.now() + 6 * HOUR), lastUpdated: Number.NaN };
-    const lookup = await cache.credentials('app-role');
+    const lookup = await cache.lookup('app-role');
     expect(lookup.kind).toBe('found');
     const doc = JSON.parse(lookup.kind === 'found' ? lookup.entry.body : '{}') as { LastUpdated: string };
     expect(Date.parse(doc.LastUpdated)).toBeLessThanOrEqual(clock.now());
@@ -176,7 +176,7 @@ describe('logs and cache results (#17)', () => {
     const lists = Array.from({ length: 50 }, () => cache.roleList());
     source.release();
     await Promise.all(lists);
-    for (let i = 0; i < 50; i++) await cache.credentials('app-role');
+    for (let i = 0; i < 50; i++) await cache.lookup('app-role');
     expect(source.fetchCalls).toBe(1);
     expect(metrics.count('cache:credentials:miss')).toBe(1);
     expect(metrics.count('cache:credentials:coalesced')).toBe(49);

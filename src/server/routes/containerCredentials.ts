@@ -28,7 +28,7 @@ export function registerContainerCredentialRoutes(app: Hono, { credentials, cont
     if (roles.kind === 'unavailable') return unavailable(roles.retryAfterSeconds);
     const role = roles.roles[0];
     if (role === undefined) return noProfile();
-    const lookup = await credentials.credentials(role);
+    const lookup = await credentials.lookup(role);
     if (lookup.kind === 'not_found') return noProfile();
     if (lookup.kind === 'unavailable') return unavailable(lookup.retryAfterSeconds);
     const { accessKeyId, secretAccessKey, token, expiration, accountId } = lookup.entry.credentials;

@@ -40,9 +40,9 @@ function documentAnswer(entry: CachedCredentials): Answer {
  */
 export function credentialsRoute({ credentials }: Pick<ProxyServices, 'credentials'>): (role: string) => Answer | Promise<Answer> {
   return (role) => {
-    const cached = credentials.peek(role);
+    const cached = credentials.serveCached(role);
     if (cached !== undefined) return documentAnswer(cached);
-    return credentials.credentials(role).then((lookup) => {
+    return credentials.lookup(role).then((lookup) => {
       if (lookup.kind === 'found') return documentAnswer(lookup.entry);
       if (lookup.kind === 'not_found') return NOT_FOUND;
       return unavailableAnswer(CREDENTIALS_UNAVAILABLE, lookup.retryAfterSeconds);

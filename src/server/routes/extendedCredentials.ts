@@ -34,7 +34,7 @@ export function extendedCredentialsRoute({ credentials, metadata }: Pick<ProxySe
   const bodies = new WeakMap<CachedCredentials, string>();
 
   return async (role) => {
-    const lookup = await credentials.credentials(role);
+    const lookup = await credentials.lookup(role);
     if (lookup.kind === 'not_found') return NOT_FOUND;
     if (lookup.kind === 'unavailable') return unavailableAnswer(CREDENTIALS_UNAVAILABLE, lookup.retryAfterSeconds);
     const account = lookup.entry.credentials.accountId ?? (await learnAccountId());
