@@ -1,11 +1,11 @@
 import { Agent } from 'node:http';
-import { parseArgs } from 'node:util';
-import { DEFAULT_LISTEN, firstLine } from '../config/proxyConfig.js';
+import { DEFAULT_LISTEN } from '../config/proxyConfig.js';
 import { CREDENTIALS_PREFIX, TOKEN_HEADER, TOKEN_PATH, TOKEN_TTL_HEADER, formatImdsTime } from '../imds/protocol.js';
 import { parseCredentialsDocument } from '../imds/credentials.js';
 import { httpRequest, type UpstreamResponse } from '../upstream/httpRequest.js';
 import { isUpstreamError, type UpstreamError } from '../upstream/errors.js';
-import { UsageError } from '../config/usageError.js';
+import { firstLine, UsageError } from '../config/usageError.js';
+import { parseFlags } from '../config/flags.js';
 
 export const CREDENTIAL_PROCESS_HELP = `Usage: imds-cache-proxy credential-process [--endpoint URL] [--timeout-ms MS]
 
@@ -25,16 +25,7 @@ format, for ~/.aws/config:
  * the SDK reports them instead of using half an answer.
  */
 export async function runCredentialProcessCommand(argv: string[]): Promise<number> {
-  let values: { endpoint?: string; 'timeout-ms'?: string; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: { endpoint: { type: 'string' }, 'timeout-ms': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-      strict: true,
-    }));
-  } catch (error) {
-    throw new UsageError(firstLine(error));
-  }
+  const values = parseFlags(argv, { endpoint: { type: 'string' }, 'timeout-ms': { type: 'string' }, help: { type: 'boolean', short: 'h' } });
   if (values.help) {
     process.stdout.write(CREDENTIAL_PROCESS_HELP);
     return 0;

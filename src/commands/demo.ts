@@ -2,8 +2,6 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
-import { firstLine } from '../config/proxyConfig.js';
 import { renderReportHtml } from '../loadtest/htmlReport.js';
 import { formatTable } from '../loadtest/report.js';
 import { describeMachine, loadResult, type LoadResult } from '../loadtest/result.js';
@@ -12,6 +10,7 @@ import { runLoadTest, type LoadOptions } from '../loadtest/runLoad.js';
 import type { LoadSummary } from '../loadtest/summary.js';
 import { startSimulator, type SimulatorCounters } from '../simulator/simulator.js';
 import { UsageError } from '../config/usageError.js';
+import { parseFlags } from '../config/flags.js';
 
 export interface DemoSettings {
   /** The simulated IMDS admits this many requests a second and drops the rest. */
@@ -121,16 +120,7 @@ export function renderDemoReport({ settings, direct, proxied }: DemoResult): str
 
 /** `imds-cache-proxy demo` (= `npm run demo`). */
 export async function runDemo(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: { quick: { type: 'boolean' }, json: { type: 'boolean' }, report: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-      strict: true,
-    }));
-  } catch (error) {
-    throw new UsageError(firstLine(error));
-  }
+  const values = parseFlags(argv, { quick: { type: 'boolean' }, json: { type: 'boolean' }, report: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
   if (values.help) {
     process.stdout.write(
       'Usage: imds-cache-proxy demo [--quick] [--json] [--report FILE.html]\n\nIMDS throttling, direct and through the proxy, on loopback only.\n' +

@@ -1,7 +1,6 @@
-import { parseArgs } from 'node:util';
-import { firstLine } from '../config/proxyConfig.js';
 import { isLoopbackHost } from '../server/sourceFilter.js';
-import { UsageError } from '../config/usageError.js';
+import { firstLine, UsageError } from '../config/usageError.js';
+import { parseFlags, parseWholeNumber } from '../config/flags.js';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
@@ -52,37 +51,23 @@ export interface LoadtestArgs {
 }
 
 export function parseLoadtestArgs(argv: string[]): LoadtestArgs {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        target: { type: 'string' },
-        clients: { type: 'string' },
-        rate: { type: 'string' },
-        ramp: { type: 'string' },
-        steps: { type: 'string' },
-        'max-clients': { type: 'string' },
-        duration: { type: 'string' },
-        requests: { type: 'string' },
-        'timeout-ms': { type: 'string' },
-        json: { type: 'boolean' },
-        report: { type: 'string' },
-        'allow-remote-target': { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    }));
-  } catch (error) {
-    throw new UsageError(firstLine(error));
-  }
-  const whole = (flag: string, raw: string | undefined, fallback: number, min: number, max: number): number => {
-    if (raw === undefined) return fallback;
-    if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
-      throw new UsageError(`--${flag}: expected a whole number from ${min} to ${max}, got "${raw}"`);
-    }
-    return Number(raw);
-  };
+  const values = parseFlags(argv, {
+    target: { type: 'string' },
+    clients: { type: 'string' },
+    rate: { type: 'string' },
+    ramp: { type: 'string' },
+    steps: { type: 'string' },
+    'max-clients': { type: 'string' },
+    duration: { type: 'string' },
+    requests: { type: 'string' },
+    'timeout-ms': { type: 'string' },
+    json: { type: 'boolean' },
+    report: { type: 'string' },
+    'allow-remote-target': { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  const whole = (flag: string, raw: string | undefined, fallback: number, min: number, max: number): number =>
+    raw === undefined ? fallback : parseWholeNumber(`--${flag}`, raw, min, max);
   const positive = (flag: string, raw: string, max: number, shown = raw): number => {
     if (!/^\d+(\.\d+)?$/.test(raw) || !(Number(raw) > 0) || Number(raw) > max) {
       throw new UsageError(`--${flag}: expected a number above 0 and at most ${max}, got "${shown}"`);

@@ -1,7 +1,7 @@
-import { parseArgs } from 'node:util';
-import { firstLine, parseListen } from '../config/proxyConfig.js';
+import { parseListen } from '../config/proxyConfig.js';
 import { isLoopbackHost } from '../server/sourceFilter.js';
 import { UsageError } from '../config/usageError.js';
+import { parseFlags, parseWholeNumber } from '../config/flags.js';
 import { isRoleName } from '../imds/protocol.js';
 import type { Faults } from '../simulator/faults.js';
 import { startSimulator, type SimulatorOptions } from '../simulator/simulator.js';
@@ -60,20 +60,10 @@ const OPTIONS = {
 
 /** `simulate`'s options from its flags; a UsageError names any bad flag and value. */
 export function parseSimulateArgs(argv: string[]): { options: SimulatorOptions; help: boolean } {
-  let values;
-  try {
-    ({ values } = parseArgs({ args: argv, options: OPTIONS, strict: true }));
-  } catch (error) {
-    throw new UsageError(firstLine(error));
-  }
+  const values = parseFlags(argv, OPTIONS);
   if (values.help) return { options: {}, help: true };
-  const whole = (flag: string, raw: string | undefined, min: number, max: number): number | undefined => {
-    if (raw === undefined) return undefined;
-    if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
-      throw new UsageError(`--${flag}: expected a whole number from ${min} to ${max}, got "${raw}"`);
-    }
-    return Number(raw);
-  };
+  const whole = (flag: string, raw: string | undefined, min: number, max: number): number | undefined =>
+    raw === undefined ? undefined : parseWholeNumber(`--${flag}`, raw, min, max);
   const listen = parseListen('--listen', values.listen ?? '127.0.0.1:8170');
   const control = parseListen('--control-listen', values['control-listen'] ?? '127.0.0.1:8171');
   if (!isLoopbackHost(control.host)) {

@@ -1,8 +1,8 @@
 import { Agent } from 'node:http';
-import { parseArgs } from 'node:util';
 import { DEFAULT_LISTEN, formatListen, parseListen } from '../config/proxyConfig.js';
 import { httpRequest } from '../upstream/httpRequest.js';
 import { UsageError, firstLine } from '../config/usageError.js';
+import { parseFlags } from '../config/flags.js';
 import { parseExposition } from '../status/exposition.js';
 import { STATUS_EXIT, buildStatusView, renderStatusText, type Observation, type StatusView, type UnreachableView } from '../status/view.js';
 
@@ -28,22 +28,12 @@ const MAX_BODY_BYTES = 8 * 1024 * 1024;
 const CLEAR = '\x1b[H\x1b[2J';
 
 export async function runStatusCommand(argv: string[]): Promise<number> {
-  let values: { endpoint?: string; watch?: boolean; json?: boolean; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        endpoint: { type: 'string' },
-        watch: { type: 'boolean' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (error) {
-    throw new UsageError(firstLine(error));
-  }
+  const values = parseFlags(argv, {
+    endpoint: { type: 'string' },
+    watch: { type: 'boolean' },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
   if (values.help) {
     process.stdout.write(STATUS_HELP);
     return 0;

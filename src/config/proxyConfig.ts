@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
+import { parseWholeNumber } from './flags.js';
 import { LOG_LEVELS, type LogLevel } from './logLevels.js';
 import { firstLine, UsageError } from './usageError.js';
 
@@ -224,12 +225,7 @@ function seconds(min: number, max: number) {
 }
 
 function wholeNumber(min: number, max: number, what = 'a whole number') {
-  return (source: string, raw: string) => {
-    if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
-      throw new UsageError(`${source}: expected ${what} from ${min} to ${max}, got "${raw}"`);
-    }
-    return Number(raw);
-  };
+  return (source: string, raw: string) => parseWholeNumber(source, raw, min, max, what);
 }
 
 function oneOf<const T extends readonly string[]>(allowed: T) {
@@ -243,10 +239,6 @@ function nonEmpty(source: string, raw: string): string {
   if (raw.trim() === '') throw new UsageError(`${source}: must not be empty`);
   return raw;
 }
-
-// Here too for the commands that import it from config; it lives beside UsageError so that
-// cli.ts can report errors without loading config (and node:net) on every start.
-export { firstLine } from './usageError.js';
 
 export function formatListen(address: ListenAddress): string {
   return isIP(address.host) === 6 ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
