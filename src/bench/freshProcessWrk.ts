@@ -10,13 +10,8 @@ import { spawnBareServer, spawnProxy, type ChildServer } from './processes.js';
 const run = promisify(execFile);
 
 /**
- * The seed's pattern, measured with wrk: every PHP-FPM worker, cron job and CLI script is a
- * fresh process, so each opens a new connection, PUTs a token, GETs the role list, GETs the
- * credentials with `Connection: close`, and is gone. The proxy and a bare node:http server
- * answering the same three requests take turns under the same generator, round after round;
- * the keep-alive credentials GET is measured the same way (metrics on and off). wrk is C and
- * takes a fraction of a core, so the server, not the generator, is what runs out; the CPU
- * each side used is reported to show it.
+ * The fresh-process pattern (new connection; PUT token, GET list, GET credentials, close) and the
+ * keep-alive GET, proxy and bare node:http server in turns, measured with wrk (README, note 5).
  */
 
 export const WRK = ['/usr/bin/wrk', '/usr/local/bin/wrk'].find((p) => existsSync(p));

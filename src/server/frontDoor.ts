@@ -50,13 +50,8 @@ const NOT_FOUND = errorAnswer(404);
 const SOURCE_REFUSED = errorAnswer(403, { connection: 'close' });
 
 /**
- * The proxy's one front door. Every request passes the same steps, in this order, in one
- * place: `--allow-cidr`; the request target (IMDS's path rules, requestTarget.ts); `Host`
- * (required on HTTP/1.1 only) and the DNS-rebinding guard (hostGuard.ts); then exactly one
- * handler per route. The routes every SDK calls at start (token, role list, credentials,
- * extended credentials) are plain handlers here, each with all its error cases; everything
- * else goes to the hono app. Each request is counted, and at debug logged, once, here.
- * Nothing in it depends on the log level but the debug line itself.
+ * The proxy's one front door: every request passes the same checks, in order, in one place,
+ * then reaches exactly one handler; docs/architecture.md draws the steps.
  */
 export function createFrontDoor(services: ProxyServices, options: FrontDoorOptions = {}): FrontDoor {
   const { metrics, logger, credentials, extendedCredentials: extendedMode } = services;

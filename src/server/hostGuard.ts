@@ -4,16 +4,8 @@ import { isIP } from 'node:net';
 export type HostVerdict = 'pass' | 'rebinding' | 'malformed';
 
 /**
- * The DNS-rebinding guard. A page in a browser on the host can point its own DNS name at
- * 127.0.0.1 and then, same-origin, PUT a token and read the credentials. SDKs name their
- * endpoint by IP literal or `localhost` and never send browser-only headers, so:
- * - a `Host` that is a DNS name other than `localhost` and the `--allow-host` names is
- *   refused (IP literals pass, IPv6 in brackets, 169.254.169.254 when traffic is redirected,
- *   and so does no Host at all);
- * - so is any request with `Origin` or `Sec-Fetch-Site`, which browsers send and SDKs never do.
- *   Not `Sec-Fetch-Mode` alone: Node's own fetch (undici) sends `Sec-Fetch-Mode: cors` on every
- *   request, and browsers send it only together with `Sec-Fetch-Site`.
- * See README, Security notes.
+ * The DNS-rebinding guard: refuses what only browsers send (a Host naming a DNS name other than
+ * localhost and --allow-host; Origin; Sec-Fetch-Site). Why, and what passes: README, Security notes.
  */
 export function createHostGuard(allowHosts: readonly string[]): (headers: IncomingHttpHeaders) => HostVerdict {
   const allowed = new Set(['localhost', ...allowHosts.map((h) => h.toLowerCase())]);

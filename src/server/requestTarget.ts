@@ -1,11 +1,6 @@
 /**
- * IMDS's path rules, applied once at the front door so every route sees the same path:
- * - only origin-form targets (`/path?query`); anything else is a 400;
- * - repeated leading slashes collapse: clients given an endpoint ending in `/` send
- *   `//latest/api/token`, and a 404 there makes SDKs give up on IMDSv2;
- * - dot segments resolve and %-escapes decode (not `%2F`), as for any URL; a backslash in
- *   the path is a 400, never a separator;
- * - the query is kept for the record but no route reads it.
+ * IMDS's path rules, applied once at the front door so every route sees the same path; the
+ * rules, and why, in docs/architecture.md (the front door).
  */
 export interface RequestTarget {
   /** Decoded, dot segments resolved, one leading slash: what routes match on. */

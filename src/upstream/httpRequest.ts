@@ -38,14 +38,9 @@ export function stoppedError(): UpstreamError {
 const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
 /**
- * One HTTP exchange with IMDS (or, for credential-process, the proxy), every failure
- * classified as an UpstreamError; a network failure keeps node's error as `cause`.
- * The timeout covers the body too: a server that sends headers and then dribbles the body
- * is as useless to a waiting SDK as one that never answers.
- *
- * On node:http rather than fetch: fetch's undici compiles a WebAssembly HTTP parser on its
- * first request, 4 to 12 MiB of a process that otherwise idles at about 61 (README,
- * Performance), for a handful of requests an hour.
+ * One HTTP exchange with IMDS (or, for credential-process, the proxy), every failure an
+ * UpstreamError; the timeout covers a dribbled body too. On node:http, not fetch: why in
+ * docs/architecture.md.
  */
 export async function httpRequest(options: HttpRequestOptions): Promise<UpstreamResponse> {
   if (options.signal?.aborted) throw stoppedError();

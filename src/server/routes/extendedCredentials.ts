@@ -9,13 +9,9 @@ import { CREDENTIALS_UNAVAILABLE } from './credentials.js';
 const NOT_FOUND = errorAnswer(404);
 
 /**
- * `iam/security-credentials-extended/<role>`: newer SDKs (Java v2, Rust, Ruby, the newest
- * PHP SDK) ask it first and fall back to the legacy route on 404, the newest PHP SDK after
- * sleeping about a second, in every new process. Real IMDS answers 404 on most instances, so
- * `synthesize` (the default) serves it from the cached legacy credentials plus the AccountId
- * of the instance profile: these SDKs never pay the fallback, and IMDS sees no extra request.
- * `passthrough` forwards it (the metadata route, in the hono app), `off` answers 404 like
- * most of EC2. The listing is the legacy route's (routes/credentials.ts).
+ * `iam/security-credentials-extended/<role>`: `synthesize` serves it from the cached credentials
+ * plus the profile's AccountId, so newer SDKs skip their 404 fallback (README); `passthrough`
+ * forwards it (the hono app), `off` answers 404. The listing is the legacy route's.
  */
 export function extendedCredentialsRoute({ credentials, metadata }: Pick<ProxyServices, 'credentials' | 'metadata'>): (role: string) => Promise<Answer> {
   // The account never changes for an instance: learned once, from the long-cached iam/info.
