@@ -64,17 +64,8 @@ export const EMPTY_LISTINGS_TO_DROP = 3;
 export const EMPTY_LISTING_SPAN_MS = 30_000;
 
 /**
- * The instance profile's credentials, held between upstream fetches.
- *
- * - One refresh cycle at a time (list roles, fetch each role's credentials); every request
- *   that finds nothing servable joins the cycle in flight instead of starting another.
- * - Refresh-ahead: cycles are due by the refresh policy and run in the background
- *   (`refreshIfDue`, driven by a timer and nudged by requests), never on a client's time
- *   while servable credentials are cached.
- * - Stale-if-error: a failed cycle keeps the cached credentials in service until they
- *   expire less the safety margin, and schedules the next try with backoff.
- * - Credentials already expired (or inside the margin) when fetched are a failed fetch, not
- *   credentials; nothing is ever served past its Expiration.
+ * The instance profile's credentials, held between upstream fetches: one refresh cycle at a
+ * time, refresh-ahead in the background, stale-if-error, never past Expiration (README, Credentials).
  */
 export class CredentialCache {
   private roles: readonly string[] | undefined;
@@ -151,7 +142,7 @@ export class CredentialCache {
         await wait;
       }
     } else if (this.emptyListingRecheckDue()) {
-      this.options.metrics.cache('credentials', this.inFlight !== undefined ? 'coalesced' : 'miss');
+      this.options.metrics.cache('credentials', this.cycleInFlight !== undefined ? 'coalesced' : 'miss');
       await this.waitForRefresh();
     } else {
       this.nudge();
@@ -247,7 +238,7 @@ export class CredentialCache {
    */
   private emptyListingRecheckDue(): boolean {
     if (this.roles?.length !== 0 || this.hasServableEntries()) return false;
-    return this.inFlight !== undefined || this.refreshDueInMs <= 0;
+    return this.cycleInFlight !== undefined || this.refreshDueInMs <= 0;
   }
 
   /** Background refresh-ahead on the request path: one comparison when nothing is due. */

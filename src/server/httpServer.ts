@@ -140,24 +140,8 @@ export function boundPort(server: Server): number {
 
 /**
  * Drains `server` so that no request a client sends fails, then closes it; resolves within
- * `graceMs` whatever clients do (docs/restarts.md has the whole hand-over). A server may
- * only close a connection it told the client it would close, or one idle for longer than
- * the `Keep-Alive: timeout` it advertised; anything else races the client's next request.
- * - From now on every answer, including those to requests already in flight, carries
- *   `Connection: close`, and the connection closes after it.
- * - No idle connection is closed early: those last answered keep-alive are left to node's
- *   own keep-alive timer (longer than the hint, see KEEP_ALIVE_MS) unless their client sends
- *   again first and is told to close.
- * - When to stop accepting depends on who owns the listening socket. A bound one stops at
- *   once: closing it later would reset the connections the kernel had queued on it by then,
- *   whereas from now on clients are refused at connect, cleanly. An inherited one (systemd
- *   holds it too) keeps accepting, each new connection told to close after one answer, for
- *   as long as the process lives anyway: until every open connection was answered
- *   `Connection: close` or accepted moments ago, or 1 s before `graceMs`. Closing this process's fd then
- *   leaves the socket and its queue to the next process, which systemd starts only once this
- *   one has exited, so connections are served here rather than queued for the whole drain.
- * - It resolves when the last connection has ended. Only what is still open at `graceMs`
- *   (a request stuck upstream, a client that connected and never sent) is cut.
+ * `graceMs` whatever clients do. When a connection may close and when to stop accepting:
+ * docs/restarts.md, The drain.
  */
 export function closeGracefully(server: Server, graceMs: number): Promise<void> {
   return new Promise((resolve) => {

@@ -3,14 +3,9 @@ import type { Clock } from '../runtime/clock.js';
 import { MAX_TOKEN_TTL_SECONDS } from '../imds/protocol.js';
 
 /**
- * Session tokens the proxy hands to its own clients, minted and checked locally so that a
- * token request never costs an upstream request.
- *
- * A token is `base64url(version | expiry | nonce | HMAC-SHA256(key, version | expiry | nonce))`.
- * Nothing is stored per token: a flood of token requests neither grows memory nor evicts
- * the tokens of well-behaved clients ("no practical limit on the number of concurrent tokens").
- * The key is random per process, so tokens do not survive a restart (SDKs fetch a new one on
- * 401), unless a cache file is configured: then the key is kept beside it (tokenKeyFile.ts).
+ * Session tokens for the proxy's own clients, minted and checked here so a token request never
+ * reaches upstream: `base64url(version | expiry | nonce | HMAC-SHA256(key, version | expiry | nonce))`,
+ * nothing stored per token (README, Tokens; the key across restarts: tokenKeyFile.ts).
  */
 
 /** HMAC-SHA256 key length. */

@@ -31,7 +31,7 @@ describe('an empty listing on a cold cache', () => {
     }
     const later = await cache.roleList();
     expect(later.kind === 'found' && later.roles).toEqual(['app-role']);
-    expect((await cache.credentials('app-role')).kind).toBe('found');
+    expect((await cache.lookup('app-role')).kind).toBe('found');
   });
 
   it('after the role was dropped on empty listings, the next role IMDS lists is served within seconds', async () => {
@@ -53,7 +53,7 @@ describe('an empty listing on a cold cache', () => {
       clock.advance(1_000);
       await cache.refreshIfDue();
     }
-    expect((await cache.credentials('new-role')).kind).toBe('found');
+    expect((await cache.lookup('new-role')).kind).toBe('found');
   });
 });
 
