@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type RunningSimulator } from '../../src/simulator/simulator.js';
+import { freeLoopbackPort } from '../support/ports.js';
 
 // deploy/docker/Dockerfile built and run for real, where a container engine answers: a Docker
 // daemon, or podman (which needs none). Elsewhere the suite is skipped and its name says why.
@@ -37,13 +37,6 @@ function build(extra: string[]) {
   const format = engine === 'podman' ? ['--format', 'docker'] : [];
   const r = run(['build', ...format, '-f', 'deploy/docker/Dockerfile', ...extra, '.'], 900_000);
   expect(r.status, r.stderr.slice(-3000)).toBe(0);
-}
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, ms: number): Promise<T> {
   const deadline = Date.now() + ms;
@@ -88,7 +81,7 @@ describe.skipIf(engine === undefined)(`the container image, built and run${engin
   });
 
   it('read-only, no capabilities: serves credentials, turns healthy, and stops cleanly on SIGTERM', async () => {
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     const started = run([
       'run', '-d', '--name', CONTAINER, '--network', 'host',
       '--read-only', '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges',

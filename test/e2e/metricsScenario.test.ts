@@ -1,7 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -12,6 +11,7 @@ import { startProxy, type RunningProxy } from '../../src/server/proxy.js';
 import { startSimulator, type RunningSimulator } from '../../src/simulator/simulator.js';
 import { runCli, type CliRun } from '../support/cliProcess.js';
 import { sampleValue } from '../support/exposition.js';
+import { freeLoopbackPort } from '../support/ports.js';
 
 /**
  * The observability issue's end-to-end checks: a scripted scenario (start, hits, upstream
@@ -258,15 +258,6 @@ describe('metrics over a scripted scenario', () => {
   }, 30_000);
 });
 
-/** A loopback port nothing listens on (free a moment ago). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 describe('where /metrics is served', () => {
   it('--metrics-listen serves /metrics (and /healthz) but none of IMDS; the IMDS listener keeps its /metrics', async () => {
     const sim = await simulator();
@@ -310,7 +301,7 @@ describe('where /metrics is served', () => {
 
   it('--metrics off: /metrics answers 404 and no metrics port is opened, while IMDS is served', async () => {
     const sim = await simulator();
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     const proxy = await proxyFor(sim, { metrics: false, metricsListen: { host: '127.0.0.1', port } });
     await proxy.services.credentials.refreshIfDue();
     expect(proxy.metricsUrl).toBeUndefined();

@@ -9,6 +9,7 @@ import { startSimulator, type RunningSimulator } from '../../src/simulator/simul
 import { CLI } from '../support/cliProcess.js';
 import { rawHttpClientPool } from '../support/rawHttpClient.js';
 import { startSocketActivator } from '../support/socketActivator.js';
+import { freeLoopbackPort } from '../support/ports.js';
 
 /**
  * `serve` on sockets passed the systemd way: by systemd's own systemd-socket-activate, and by
@@ -35,13 +36,6 @@ afterAll(async () => {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 async function token(url: string): Promise<string> {
   const res = await fetch(`${url}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '60' } });
@@ -83,7 +77,7 @@ describe('serve on inherited sockets', () => {
   it.skipIf(!HAS_SOCKET_ACTIVATE)(
     `systemd-socket-activate: the "imds" and "metrics" sockets by name; the connection that started it is answered${HAS_SOCKET_ACTIVATE ? '' : ` — skipped: ${SKIP_SOCKET_ACTIVATE}`}`,
     async () => {
-      const [imdsPort, metricsPort] = [await freePort(), await freePort()];
+      const [imdsPort, metricsPort] = [await freeLoopbackPort(), await freeLoopbackPort()];
       const child = spawn(
         'systemd-socket-activate',
         ['-l', `127.0.0.1:${imdsPort}`, '-l', `127.0.0.1:${metricsPort}`, '--fdname=imds:metrics', process.execPath, CLI, 'serve',
