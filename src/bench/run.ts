@@ -9,7 +9,7 @@ import { formatTable } from '../loadtest/report.js';
 import { startSimulator } from '../simulator/simulator.js';
 import { cannon, type CannonResult } from './autocannon.js';
 import { freshProcessRows, freshProcessVsBare } from './freshProcessWrk.js';
-import { machineInfo } from './machine.js';
+import { machineInfo } from '../runtime/machine.js';
 import { spawnBareServer, spawnProxy, type ChildServer } from './processes.js';
 import { startup, startupRows } from './startup.js';
 import { idleMemory } from './idleMemory.js';

@@ -18,12 +18,4 @@ export class SingleFlight<K, V> {
   current(key: K): Promise<V> | undefined {
     return this.inFlight.get(key);
   }
-
-  has(key: K): boolean {
-    return this.inFlight.has(key);
-  }
-
-  get size(): number {
-    return this.inFlight.size;
-  }
 }
