@@ -38,7 +38,7 @@ describe('token flood, measured in a child process with --expose-gc', () => {
     expect(figures.direct.valid).toBe(DIRECT_FLOOD);
     expect(figures.early).toEqual({ before: 'valid', after: 'valid' });
     expect(figures.direct.growthBytes).toBeLessThan(BOUND);
-    // The same measurement does see 100,000 tokens kept: the bound above can fail.
+    // The same measurement does see 100,000 distinct tokens kept: the bound above can fail.
     expect(figures.control.kept).toBe(DIRECT_FLOOD);
     expect(figures.control.growthBytes).toBeGreaterThan(BOUND);
 
