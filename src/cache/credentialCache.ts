@@ -35,9 +35,14 @@ export type CredentialsLookup =
   | { kind: 'not_found' }
   | { kind: 'unavailable'; retryAfterSeconds: number };
 
-export type RoleListLookup =
-  | { kind: 'found'; roles: readonly string[]; body: string }
-  | { kind: 'unavailable'; retryAfterSeconds: number };
+export interface RoleListing {
+  readonly kind: 'found';
+  readonly roles: readonly string[];
+  /** The listing as IMDS words it, built once per listing. */
+  readonly body: string;
+}
+
+export type RoleListLookup = RoleListing | { kind: 'unavailable'; retryAfterSeconds: number };
 
 export interface CredentialCacheOptions {
   source: CredentialSource;
@@ -69,7 +74,8 @@ export const EMPTY_LISTING_SPAN_MS = 30_000;
  */
 export class CredentialCache {
   private roles: readonly string[] | undefined;
-  private roleListBody = '';
+  /** `roles` as answered to clients; set with them. */
+  private listing: RoleListing | undefined;
   private readonly entries = new Map<string, CachedCredentials>();
   /** One refresh cycle at a time, under a single key. */
   private readonly cycles = new SingleFlight<'cycle', void>();
@@ -134,21 +140,27 @@ export class CredentialCache {
    * through the listing shows as one miss, however many clients one fetch served.
    */
   async roleList(): Promise<RoleListLookup> {
-    if (this.roles === undefined) {
-      const joined = this.cycleInFlight !== undefined;
-      const wait = this.waitForRefresh();
-      if (wait !== undefined) {
-        this.options.metrics.cache('credentials', joined ? 'coalesced' : 'miss');
-        await wait;
-      }
-    } else if (this.emptyListingRecheckDue()) {
-      this.options.metrics.cache('credentials', this.cycleInFlight !== undefined ? 'coalesced' : 'miss');
-      await this.waitForRefresh();
-    } else {
-      this.nudge();
+    const cached = this.serveCachedRoleList();
+    if (cached !== undefined) return cached;
+    const joined = this.cycleInFlight !== undefined;
+    const wait = this.waitForRefresh();
+    if (this.roles !== undefined || wait !== undefined) {
+      // Never listed yet, or an empty listing due for its re-check: the client waits for it.
+      this.options.metrics.cache('credentials', joined ? 'coalesced' : 'miss');
+      await wait;
     }
-    if (this.roles === undefined) return { kind: 'unavailable', retryAfterSeconds: this.retryAfterSeconds() };
-    return { kind: 'found', roles: this.roles, body: this.roleListBody };
+    if (this.listing === undefined) return { kind: 'unavailable', retryAfterSeconds: this.retryAfterSeconds() };
+    return this.listing;
+  }
+
+  /**
+   * The role listing if it can be answered now, without waiting: the hit path, like
+   * serveCached(). Undefined when the caller must go through roleList().
+   */
+  serveCachedRoleList(): RoleListing | undefined {
+    if (this.listing === undefined || this.emptyListingRecheckDue()) return undefined;
+    this.nudge();
+    return this.listing;
   }
 
   /**
@@ -358,7 +370,7 @@ export class CredentialCache {
   private setRoles(roles: readonly string[]): void {
     this.roles = roles;
     // No trailing newline: botocore and the PHP SDK paste the body into the next URL.
-    this.roleListBody = roles.join('\n');
+    this.listing = { kind: 'found', roles, body: roles.join('\n') };
     let removed = false;
     for (const role of this.entries.keys()) {
       if (!roles.includes(role)) {

@@ -109,11 +109,17 @@ describe('the front door', () => {
 
   it('answers a bug in a route with IMDS-style 500, logged, the secret nowhere', async () => {
     const h = proxyAppWithFakes();
+    // A bug on the waiting path (a rejected promise) and on the cached one (a throw).
+    h.services.credentials.serveCachedRoleList = () => undefined;
     h.services.credentials.roleList = () => Promise.reject(new Error('boom'));
     const res = await h.get('/latest/meta-data/iam/security-credentials/');
     expect(res.status).toBe(500);
     expect(res.headers.get('server')).toBe('EC2ws');
     expect(await res.text()).toBe('500 - Internal Server Error\n');
-    expect(h.metrics.count('request:credentials_list:GET:500')).toBe(1);
+    h.services.credentials.serveCachedRoleList = () => {
+      throw new Error('boom');
+    };
+    expect((await h.get('/latest/meta-data/iam/security-credentials/')).status).toBe(500);
+    expect(h.metrics.count('request:credentials_list:GET:500')).toBe(2);
   });
 });

@@ -1,4 +1,4 @@
-import type { CachedCredentials, CredentialCache } from '../../cache/credentialCache.js';
+import type { CachedCredentials, CredentialCache, RoleListing } from '../../cache/credentialCache.js';
 import { SERVER_HEADER_VALUE, TEXT_PLAIN } from '../../imds/protocol.js';
 import type { ProxyServices } from '../context.js';
 import { errorAnswer, textAnswer, unavailableAnswer, type Answer } from '../responses.js';
@@ -11,17 +11,28 @@ const NOT_FOUND = errorAnswer(404);
 /**
  * The role listing, from the credential cache: served with and without the trailing slash
  * (real IMDS redirects the slashless form; answering both serves clients that do not
- * follow redirects), for the legacy and the extended route alike.
+ * follow redirects), for the legacy and the extended route alike. Cached: answered at once,
+ * without a promise (one of a fresh SDK process's three requests).
  */
-export async function roleListAnswer(credentials: CredentialCache): Promise<Answer> {
-  const lookup = await credentials.roleList();
-  if (lookup.kind === 'unavailable') return unavailableAnswer(CREDENTIALS_UNAVAILABLE, lookup.retryAfterSeconds);
-  if (lookup.roles.length === 0) return NOT_FOUND;
-  // The listing changes about never: one answer per listing, not one per request.
-  if (lookup.body !== lastListing.body) lastListing = { body: lookup.body, answer: textAnswer(lookup.body) };
-  return lastListing.answer;
+export function roleListAnswer(credentials: CredentialCache): Answer | Promise<Answer> {
+  const cached = credentials.serveCachedRoleList();
+  if (cached !== undefined) return listingAnswer(cached);
+  return credentials.roleList().then((lookup) =>
+    lookup.kind === 'unavailable' ? unavailableAnswer(CREDENTIALS_UNAVAILABLE, lookup.retryAfterSeconds) : listingAnswer(lookup),
+  );
 }
-let lastListing: { body: string; answer: Answer } = { body: '', answer: textAnswer('') };
+
+/** The listing changes about never: one answer per listing, not one per request. */
+const listingAnswers = new WeakMap<RoleListing, Answer>();
+function listingAnswer(listing: RoleListing): Answer {
+  if (listing.roles.length === 0) return NOT_FOUND;
+  let answer = listingAnswers.get(listing);
+  if (answer === undefined) {
+    answer = textAnswer(listing.body);
+    listingAnswers.set(listing, answer);
+  }
+  return answer;
+}
 
 /** The cached document as it is: formatted once per fetch, answered by one object per fetch. */
 const documentAnswers = new WeakMap<CachedCredentials, Answer>();
