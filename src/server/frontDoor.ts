@@ -1,17 +1,16 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { getRequestListener } from '@hono/node-server';
-import { CREDENTIALS_PREFIX, EXTENDED_CREDENTIALS_PREFIX, SERVER_HEADER_VALUE, TOKEN_HEADER, TOKEN_PATH } from '../imds/protocol.js';
+import { SERVER_HEADER_VALUE, TOKEN_HEADER } from '../imds/protocol.js';
 import type { RouteLabel } from '../metrics/recorder.js';
 import { createProxyApp, logInternalError } from './app.js';
 import { clientTokenCheck } from './clientTokenGuard.js';
 import type { ProxyServices } from './context.js';
 import { createHostGuard } from './hostGuard.js';
-import { parseRequestTarget, type RequestTarget } from './requestTarget.js';
 import { asResponse, errorAnswer, errorPage, INTERNAL_ERROR, METADATA_METHOD_NOT_ALLOWED, reasonPhrase, type Answer } from './responses.js';
-import { routeLabelOf } from './routeLabel.js';
 import { credentialsRoute, roleListAnswer } from './routes/credentials.js';
 import { extendedCredentialsRoute } from './routes/extendedCredentials.js';
+import { targetRouter, type RoutedTarget } from './targetRoutes.js';
 import { tokenRoute } from './routes/token.js';
 
 export interface FrontDoorOptions {
@@ -56,7 +55,7 @@ const SOURCE_REFUSED = errorAnswer(403, { connection: 'close' });
 export function createFrontDoor(services: ProxyServices, options: FrontDoorOptions = {}): FrontDoor {
   const { metrics, logger, credentials, extendedCredentials: extendedMode } = services;
   const app = createProxyApp(services);
-  const routed = getRequestListener(app.fetch);
+  const honoListener = getRequestListener(app.fetch);
   const { allowSource } = options;
   const hostGuard = createHostGuard(options.allowHosts ?? []);
   const checkToken = clientTokenCheck(services);
@@ -64,14 +63,16 @@ export function createFrontDoor(services: ProxyServices, options: FrontDoorOptio
   const roleCredentials = credentialsRoute(services);
   const extendedRoleCredentials = extendedCredentialsRoute(services);
   const logRequests = logger.isLevelEnabled('debug');
+  const routeOf = targetRouter();
   let rebindingWarned = false;
 
   /** GET and HEAD with a good token pass (undefined); anything else gets its answer. */
   const guard = (method: string, headers: IncomingHttpHeaders): Answer | undefined =>
     method === 'GET' || method === 'HEAD' ? checkToken(headers[TOKEN_HEADER]) : METADATA_METHOD_NOT_ALLOWED;
 
-  function decide(method: string, target: RequestTarget | undefined, headers: IncomingHttpHeaders, http11: boolean, remoteAddress: string | undefined): Outcome {
+  function decide(method: string, routed: RoutedTarget, headers: IncomingHttpHeaders, http11: boolean, remoteAddress: string | undefined): Outcome {
     if (allowSource !== undefined && !allowSource(remoteAddress)) return SOURCE_REFUSED;
+    const { target, core } = routed;
     if (target === undefined) return BAD_REQUEST;
     // RFC 9112: an HTTP/1.1 request must name a Host; HTTP/1.0 clients (still about) need not.
     if (http11 && headers.host === undefined) return BAD_REQUEST;
@@ -82,19 +83,20 @@ export function createFrontDoor(services: ProxyServices, options: FrontDoorOptio
       return FORBIDDEN;
     }
 
-    const path = target.path;
-    if (path === TOKEN_PATH) return token(method, headers);
-    let role = roleUnder(CREDENTIALS_PREFIX, path);
-    if (role !== undefined) {
-      return guard(method, headers) ?? (role === '' ? roleListAnswer(credentials) : roleCredentials(role));
-    }
-    if (extendedMode !== 'passthrough') {
-      role = roleUnder(EXTENDED_CREDENTIALS_PREFIX, path);
-      if (role !== undefined) {
+    switch (core) {
+      case 'token':
+        return token(method, headers);
+      case 'role_list':
+        return guard(method, headers) ?? roleListAnswer(credentials);
+      case 'role_credentials':
+        return guard(method, headers) ?? roleCredentials(routed.role);
+      case 'extended_role_list':
+      case 'extended_role_credentials': {
+        if (extendedMode === 'passthrough') break;
         const refusal = guard(method, headers);
         if (refusal !== undefined) return refusal;
         if (extendedMode === 'off') return NOT_FOUND;
-        return role === '' ? roleListAnswer(credentials) : extendedRoleCredentials(role);
+        return core === 'extended_role_list' ? roleListAnswer(credentials) : extendedRoleCredentials(routed.role);
       }
     }
     return target.url;
@@ -124,13 +126,13 @@ export function createFrontDoor(services: ProxyServices, options: FrontDoorOptio
   function listener(req: IncomingMessage, res: ServerResponse): void {
     const started = performance.now();
     const method = req.method ?? '';
-    const target = parseRequestTarget(req.url ?? '');
-    const route = target === undefined ? 'other' : routeLabelOf(target.path);
+    const routed = routeOf(req.url ?? '');
+    const route = routed.route;
     let outcome: Outcome;
     try {
       // remoteAddress is a system call (getpeername): only --allow-cidr needs it.
       const address = allowSource === undefined ? undefined : req.socket.remoteAddress;
-      outcome = decide(method, target, req.headers, req.httpVersionMajor === 1 && req.httpVersionMinor >= 1, address);
+      outcome = decide(method, routed, req.headers, req.httpVersionMajor === 1 && req.httpVersionMinor >= 1, address);
     } catch (error) {
       outcome = internalError(error);
     }
@@ -138,7 +140,7 @@ export function createFrontDoor(services: ProxyServices, options: FrontDoorOptio
       // The hono app gets the normalised target; Host was judged above and means nothing to it.
       req.url = outcome;
       req.headers.host = 'localhost';
-      routed(req, res).then(
+      honoListener(req, res).then(
         () => record(route, method, res.statusCode, started),
         (error: unknown) => logInternalError(logger, error),
       );
@@ -186,11 +188,11 @@ export function createFrontDoor(services: ProxyServices, options: FrontDoorOptio
     const method = init.method ?? 'GET';
     const headers: IncomingHttpHeaders = { host: 'localhost' };
     new Headers(init.headers).forEach((value, name) => (headers[name] = value));
-    const target = parseRequestTarget(path);
-    const route = target === undefined ? 'other' : routeLabelOf(target.path);
+    const routed = routeOf(path);
+    const route = routed.route;
     let outcome: Outcome;
     try {
-      outcome = decide(method, target, headers, true, init.remoteAddress ?? '127.0.0.1');
+      outcome = decide(method, routed, headers, true, init.remoteAddress ?? '127.0.0.1');
     } catch (error) {
       outcome = internalError(error);
     }
@@ -206,18 +208,4 @@ export function createFrontDoor(services: ProxyServices, options: FrontDoorOptio
   }
 
   return { listener, clientError, request };
-}
-
-/**
- * For a path under `prefix`: '' for the listing (with or without its slash), the role for
- * `<role>` or `<role>/`, undefined for anything else (more segments, another route).
- */
-function roleUnder(prefix: string, path: string): string | undefined {
-  if (!path.startsWith(prefix)) return undefined;
-  const start = prefix.length;
-  if (path.length === start || path.length === start + 1) return path.length === start || path.charCodeAt(start) === 0x2f ? '' : undefined;
-  if (path.charCodeAt(start) !== 0x2f /* / */) return undefined;
-  const end = path.charCodeAt(path.length - 1) === 0x2f ? path.length - 1 : path.length;
-  const role = path.slice(start + 1, end);
-  return role === '' || role.includes('/') ? undefined : role;
 }
