@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CREDENTIALS_PREFIX, TOKEN_PATH } from '../imds/protocol.js';
@@ -76,6 +76,8 @@ export interface WrkRun {
   /** CPU used, as a share of one core, over the run. */
   wrkCpu: number;
   serverCpu: number;
+  /** Server CPU per sequence (fresh) or per request (keep-alive), in µs. */
+  serverCpuUs: number;
 }
 
 /** utime + stime of a process, in seconds. */
@@ -85,6 +87,19 @@ async function cpuSeconds(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
+/**
+ * On two or more cores the servers run on CPU 0 and wrk on CPU 1, so neither competes with the
+ * other for a core and no run depends on where the scheduler happened to put them: unpinned,
+ * the same server measured 0.6 to 1.3 times its own speed from one run to the next.
+ */
+export const TASKSET = ['/usr/bin/taskset', '/bin/taskset'].find((p) => existsSync(p));
+const PINNED = TASKSET !== undefined && availableParallelism() >= 2;
+
+async function pinToServerCore(pid: number): Promise<void> {
+  // -a: every thread of the process (V8's helpers too), not only the main one.
+  if (PINNED) await run(TASKSET!, ['-a', '-p', '-c', '0', String(pid)]);
+}
+
 async function wrkRun(
   target: ChildServer,
   script: string,
@@ -92,12 +107,9 @@ async function wrkRun(
   { threads, connections, seconds, fresh }: { threads: number; connections: number; seconds: number; fresh: boolean },
 ): Promise<WrkRun> {
   const serverBefore = await cpuSeconds(target.pid);
+  const wrk = [WRK!, '-t', String(threads), '-c', String(connections), '-d', `${seconds}s`, '--timeout', '2s', '-s', script, target.url, '--', ...args];
   // bash's `times` prints the CPU time its children (wrk) used: user, then system.
-  const { stdout } = await run(
-    'bash',
-    ['-c', '"$@"; times', 'bash', WRK!, '-t', String(threads), '-c', String(connections), '-d', `${seconds}s`, '--timeout', '2s', '-s', script, target.url, '--', ...args],
-    { timeout: (seconds + 30) * 1000 },
-  );
+  const { stdout } = await run('bash', ['-c', '"$@"; times', 'bash', ...(PINNED ? [TASKSET!, '-c', '1'] : []), ...wrk], { timeout: (seconds + 30) * 1000 });
   const serverCpu = (await cpuSeconds(target.pid)) - serverBefore;
   const json = /^WRK_JSON (.*)$/m.exec(stdout)?.[1];
   if (json === undefined) throw new Error(`wrk printed no result: ${stdout.slice(0, 200)}`);
@@ -105,19 +117,23 @@ async function wrkRun(
   // The last line is the children's: "XmY.YYYs XmY.YYYs".
   const childTimes = stdout.trimEnd().split('\n').at(-1) ?? '';
   const wrkCpu = [...childTimes.matchAll(/(\d+)m([\d.]+)s/g)].reduce((sum, m) => sum + Number(m[1]) * 60 + Number(m[2]), 0);
+  const units = fresh ? r.sequences : r.requests;
   return {
-    rate: Math.round((fresh ? r.sequences : r.requests) / r.seconds),
+    rate: Math.round(units / r.seconds),
     p50Ms: r.p50_us / 1000,
     p99Ms: r.p99_us / 1000,
     errors: r.errors + r.failures,
     wrkCpu: Math.round((wrkCpu / r.seconds) * 100) / 100,
     serverCpu: Math.round((serverCpu / r.seconds) * 100) / 100,
+    serverCpuUs: Math.round((serverCpu * 1e6) / Math.max(1, units)),
   };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+const round2 = (x: number) => Math.round(x * 100) / 100;
 
 export interface FreshProcessSettings {
+  /** Rounds; in each, every server is measured once, the order alternating from round to round. */
   rounds: number;
   seconds: number;
   /** Simultaneous fresh processes (connections, one wrk thread each). */
@@ -129,9 +145,15 @@ export interface FreshProcessSettings {
 export interface Comparison {
   proxy: Figures;
   bare: Figures;
-  /** Throughput, proxy / bare. */
+  /**
+   * Throughput, proxy / bare: the median over rounds of each round's ratio, the two runs of a
+   * round being seconds apart, so that a machine whose speed drifts (a VM's neighbours) moves
+   * both sides of every ratio alike.
+   */
   ratio: number;
-  /** Server CPU per unit of work, bare / proxy: the throughput ratio both would reach CPU-bound on an idle machine. */
+  /** The lowest and highest of the rounds' ratios. */
+  ratio_range: [number, number];
+  /** Server CPU per unit of work, bare / proxy, per round, median: what the ratio would be with both CPU-bound. */
   cpu_ratio: number;
 }
 
@@ -141,8 +163,9 @@ interface Figures {
   p99_ms: number;
   errors: number;
   wrk_cpu: number;
+  /** Cores the server used; 1 is CPU-bound on its pinned core, less is waiting on wrk. */
   server_cpu: number;
-  /** Server CPU per sequence (fresh) or per request (keep-alive), in µs: what load on the machine cannot skew. */
+  /** Server CPU per sequence (fresh) or per request (keep-alive), in µs. */
   server_cpu_us: number;
 }
 
@@ -154,25 +177,32 @@ function figures(runs: WrkRun[]): Figures {
     errors: runs.reduce((a, r) => a + r.errors, 0),
     wrk_cpu: median(runs.map((r) => r.wrkCpu)),
     server_cpu: median(runs.map((r) => r.serverCpu)),
-    server_cpu_us: median(runs.map((r) => Math.round((r.serverCpu * 1e6) / Math.max(1, r.rate)))),
+    server_cpu_us: median(runs.map((r) => r.serverCpuUs)),
   };
 }
 
 const compare = (proxy: WrkRun[], bare: WrkRun[]): Comparison => {
-  const p = figures(proxy);
-  const b = figures(bare);
-  return { proxy: p, bare: b, ratio: Math.round((p.rate / b.rate) * 100) / 100, cpu_ratio: Math.round((b.server_cpu_us / Math.max(1, p.server_cpu_us)) * 100) / 100 };
+  const ratios = proxy.map((p, i) => p.rate / Math.max(1, bare[i]!.rate));
+  const cpuRatios = proxy.map((p, i) => bare[i]!.serverCpuUs / Math.max(1, p.serverCpuUs));
+  return {
+    proxy: figures(proxy),
+    bare: figures(bare),
+    ratio: round2(median(ratios)),
+    ratio_range: [round2(Math.min(...ratios)), round2(Math.max(...ratios))],
+    cpu_ratio: round2(median(cpuRatios)),
+  };
 };
 
 /**
  * Fresh processes and keep-alive GETs, proxy (metrics on; keep-alive also off) against bare
- * node:http, taking turns in every round; medians. Undefined, with the reason, without wrk.
+ * node:http, every one measured once a round, in an order that alternates. Undefined, with
+ * the reason, without wrk.
  */
 export async function freshProcessVsBare(
   s: FreshProcessSettings,
   upstream: string,
   role: string,
-): Promise<{ fresh: Comparison; keepAlive: Comparison; keepAliveMetricsOff: Comparison } | { skipped: string }> {
+): Promise<{ pinned: boolean; fresh: Comparison; keepAlive: Comparison; keepAliveMetricsOff: Comparison } | { skipped: string }> {
   if (WRK === undefined) return { skipped: WRK_MISSING };
   const dir = await mkdtemp(join(tmpdir(), 'imds-wrk-'));
   const proxies = { on: await spawnProxy(upstream, ['--metrics', 'on']), off: await spawnProxy(upstream, ['--metrics', 'off']) };
@@ -186,6 +216,7 @@ export async function freshProcessVsBare(
     await writeFile(join(dir, 'fresh.lua'), FRESH_SCRIPT);
     await writeFile(join(dir, 'keepalive.lua'), KEEP_ALIVE_SCRIPT);
     bare = await spawnBareServer(join(dir, 'body'), role);
+    for (const server of [proxies.on, proxies.off, bare]) await pinToServerCore(server.pid);
     const fresh = (target: ChildServer, seconds: number) =>
       wrkRun(target, join(dir, 'fresh.lua'), [role], { threads: s.processes, connections: s.processes, seconds, fresh: true });
     const keepAlive = (target: ChildServer, t: string, seconds: number) =>
@@ -195,14 +226,18 @@ export async function freshProcessVsBare(
     for (const target of [proxies.on, bare]) await fresh(target, 1);
     await keepAlive(proxies.off, tokens.off, 1);
     const runs = { freshProxy: [] as WrkRun[], freshBare: [] as WrkRun[], kaOn: [] as WrkRun[], kaBare: [] as WrkRun[], kaOff: [] as WrkRun[] };
+    const steps: (() => Promise<void>)[] = [
+      async () => void runs.freshProxy.push(await fresh(proxies.on, s.seconds)),
+      async () => void runs.freshBare.push(await fresh(bare!, s.seconds)),
+      async () => void runs.kaOn.push(await keepAlive(proxies.on, tokens.on, s.seconds)),
+      async () => void runs.kaBare.push(await keepAlive(bare!, tokens.on, s.seconds)),
+      async () => void runs.kaOff.push(await keepAlive(proxies.off, tokens.off, s.seconds)),
+    ];
     for (let round = 0; round < s.rounds; round++) {
-      runs.freshProxy.push(await fresh(proxies.on, s.seconds));
-      runs.freshBare.push(await fresh(bare, s.seconds));
-      runs.kaOn.push(await keepAlive(proxies.on, tokens.on, s.seconds));
-      runs.kaBare.push(await keepAlive(bare, tokens.on, s.seconds));
-      runs.kaOff.push(await keepAlive(proxies.off, tokens.off, s.seconds));
+      for (const step of round % 2 === 0 ? steps : [...steps].reverse()) await step();
     }
     return {
+      pinned: PINNED,
       fresh: compare(runs.freshProxy, runs.freshBare),
       keepAlive: compare(runs.kaOn, runs.kaBare),
       keepAliveMetricsOff: compare(runs.kaOff, runs.kaBare),
@@ -217,15 +252,17 @@ export async function freshProcessVsBare(
 export function freshProcessRows(result: Awaited<ReturnType<typeof freshProcessVsBare>>): (string | number)[][] {
   if ('skipped' in result) return [['fresh-process pattern (wrk)', result.skipped]];
   const { fresh, keepAlive, keepAliveMetricsOff: off } = result;
+  const range = (c: Comparison) => `${c.ratio} (rounds ${c.ratio_range[0]}-${c.ratio_range[1]})`;
   const cpu = (c: Comparison) =>
     `${c.proxy.server_cpu} / ${c.bare.server_cpu} cores, ${c.proxy.server_cpu_us} / ${c.bare.server_cpu_us} µs each (ratio ${c.cpu_ratio}); wrk ${c.proxy.wrk_cpu} / ${c.bare.wrk_cpu} cores`;
   return [
     ['fresh process (new conn: PUT token, GET list, GET creds + close) seq/s, proxy / bare', `${fresh.proxy.rate} / ${fresh.bare.rate}`],
-    ['fresh process, ratio proxy/bare (goal >= 0.85)', fresh.ratio],
+    ['servers on CPU 0, wrk on CPU 1 (taskset)', result.pinned ? 'yes' : 'no: one core, or no taskset'],
+    ['fresh process, ratio proxy/bare (goal >= 0.85)', range(fresh)],
     ['fresh process, p50 / p99 ms per request, proxy (bare)', `${fresh.proxy.p50_ms} / ${fresh.proxy.p99_ms} (${fresh.bare.p50_ms} / ${fresh.bare.p99_ms})`],
     ['fresh process, server CPU proxy / bare: cores, per sequence; wrk cores', cpu(fresh)],
     ['keep-alive creds GET (wrk) req/s, proxy metrics on / off / bare', `${keepAlive.proxy.rate} / ${off.proxy.rate} / ${keepAlive.bare.rate}`],
-    ['keep-alive, ratio proxy/bare, metrics on / off (goal >= 0.85)', `${keepAlive.ratio} / ${off.ratio}`],
+    ['keep-alive, ratio proxy/bare, metrics on / off (goal >= 0.85)', `${range(keepAlive)} / ${range(off)}`],
     ['keep-alive, p50 / p99 ms, proxy (bare)', `${keepAlive.proxy.p50_ms} / ${keepAlive.proxy.p99_ms} (${keepAlive.bare.p50_ms} / ${keepAlive.bare.p99_ms})`],
     ['keep-alive, server CPU proxy / bare: cores, per request; wrk cores', cpu(keepAlive)],
     ['keep-alive, metrics off: server CPU per request, µs (ratio to bare)', `${off.proxy.server_cpu_us} (${off.cpu_ratio})`],

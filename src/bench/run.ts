@@ -26,14 +26,17 @@ const CREDS_PATH = `/latest/meta-data/iam/security-credentials/${ROLE}`;
 interface Settings {
   hitSeconds: number;
   hitRounds: number;
+  /** wrk rounds (each server once a round) and seconds a run. */
+  wrkRounds: number;
+  wrkSeconds: number;
   connections: number;
   floodRequests: number;
   stampedeClients: number;
   freshSeconds: number;
 }
 
-const FULL: Settings = { hitSeconds: 5, hitRounds: 3, connections: 50, floodRequests: 1_000_000, stampedeClients: 5_000, freshSeconds: 8 };
-const QUICK: Settings = { hitSeconds: 2, hitRounds: 1, connections: 50, floodRequests: 100_000, stampedeClients: 1_000, freshSeconds: 3 };
+const FULL: Settings = { hitSeconds: 5, hitRounds: 3, wrkRounds: 8, wrkSeconds: 2, connections: 50, floodRequests: 1_000_000, stampedeClients: 5_000, freshSeconds: 8 };
+const QUICK: Settings = { hitSeconds: 2, hitRounds: 1, wrkRounds: 3, wrkSeconds: 2, connections: 50, floodRequests: 100_000, stampedeClients: 1_000, freshSeconds: 3 };
 
 async function token(proxyUrl: string): Promise<string> {
   const res = await fetch(`${proxyUrl}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '21600' } });
@@ -251,7 +254,7 @@ async function main() {
       return;
     }
     log('0/5 fresh-process pattern and keep-alive GET with wrk: proxy vs bare node:http, taking turns ...');
-    const wrk = await freshProcessVsBare({ rounds: s.hitRounds, seconds: s.hitSeconds, processes: 50, connections: 50 }, sim.url, ROLE);
+    const wrk = await freshProcessVsBare({ rounds: s.wrkRounds, seconds: s.wrkSeconds, processes: 50, connections: 50 }, sim.url, ROLE);
     if (values['wrk-only']) {
       process.stdout.write(`${JSON.stringify(wrk, null, 2)}\n\n${formatTable(['', 'result'], freshProcessRows(wrk))}\n`);
       return;
