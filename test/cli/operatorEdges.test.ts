@@ -69,7 +69,10 @@ describe('serve with a container auth token file', () => {
     const run = runCli(['serve', '--listen', '127.0.0.1:0', '--upstream', sim.url, '--container-auth-token-file', path]);
     try {
       await run.event('container_auth_token_newline');
-      expect(run.stderr()).toMatch(/WARNING: .*ends in a newline.*printf '%s'/);
+      // stdout and stderr are separate pipes: the log line may arrive before the warning.
+      const warning = /WARNING: .*ends in a newline.*printf '%s'/;
+      for (let waited = 0; !warning.test(run.stderr()) && waited < 5_000; waited += 20) await new Promise((r) => setTimeout(r, 20));
+      expect(run.stderr()).toMatch(warning);
     } finally {
       run.child.kill('SIGTERM');
       await run.exited;
