@@ -95,6 +95,10 @@ function onlyEndingConnectionsLeft(state: DrainState): boolean {
   for (const [socket, acceptedAt] of state.open) {
     if (state.ending.has(socket)) continue;
     if ((socket.timeout ?? 0) > 0 || acceptedAt < freshSince) return false;
+    // An answer still being written that said keep-alive (its head went out before the drain
+    // began): the timer is armed only once it finishes, and the connection stays open after it.
+    const answering = (socket as Socket & { _httpMessage?: { headersSent: boolean; _last: boolean } | null })._httpMessage;
+    if (answering?.headersSent === true && !answering._last) return false;
   }
   return true;
 }
